@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Each creates .venv and installs what it needs (libmagic through apt when missing).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 8080
+export RESOURCES_HOME ?= $(CURDIR)/.resources
+
+.PHONY: run test deps sysdeps fixtures bench bench-quick clean
+
+sysdeps:
+	@bash .ci/sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+run: deps
+	$(BIN)/python -m search_api.demo --host $(HOST) --port $(PORT)
+
+test: deps
+	$(BIN)/python -m pytest
+
+fixtures: deps
+	$(BIN)/python fixtures/make_fixtures.py
+
+bench: deps
+	$(BIN)/python -m bench.run --full
+
+bench-quick: deps
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .resources

@@ -1,0 +1,1 @@
+"""Indexer: text-likeness detection, bounded extraction, the Tantivy index and queries."""

@@ -1,0 +1,294 @@
+"""The Tantivy index: one writer at a time, following the catalog through its outbox.
+
+Every catalog change to a resource enqueues its id in ``index_outbox`` in the same
+transaction. ``sync()`` drains the outbox: it reads the current records, deletes each
+id's document by term and re-adds it when the record still exists, commits once, then
+acknowledges the rows. Whoever holds the in-process lock drains everything pending, so
+concurrent persists share one commit (group commit).
+
+Tantivy allows one writer per directory across processes. The writer is held only for
+the duration of a batch, so a CLI command can write while `serve` runs; a writer that
+is busy elsewhere is retried, and whatever could not be written stays in the outbox for
+the next sync (of this or any other process): never lost, never corrupting.
+
+``<home>/index`` is a symlink to the live ``index-<id>`` directory; a rebuild writes a
+new directory, then swaps the link atomically, so searches keep answering meanwhile.
+"""
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import tantivy
+
+from storage.catalog import Catalog
+from storage.errors import IndexBusy
+
+from .query import Filters, filter_clauses
+from .schema import SCHEMA_VERSION, SNIPPET_FIELDS, build_schema, make_document
+
+VERSION_FILE = "SCHEMA_VERSION"
+WRITER_HEAP = 50_000_000
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    seq: int
+    snippet: str
+
+
+@dataclass
+class HitPage:
+    hits: list[Hit]
+    total: int
+
+
+class SearchIndex:
+    def __init__(self, link: Path, catalog: Catalog, lock_wait: float = 30.0,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.link = link
+        self.catalog = catalog
+        self.lock_wait = lock_wait
+        self.schema = build_schema()
+        self._lock = threading.RLock()
+        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._target: str | None = None
+        self._index: tantivy.Index | None = None
+        self.open()
+
+    # -- opening, version check, rebuild -------------------------------------------------
+    def _version_ok(self, directory: Path) -> bool:
+        try:
+            return (directory / VERSION_FILE).read_text().strip() == str(SCHEMA_VERSION)
+        except OSError:
+            return False
+
+    def open(self) -> None:
+        """Open the live index; rebuild from the catalog if missing, stale or corrupt."""
+        with self._lock:
+            target = os.readlink(self.link) if self.link.is_symlink() else None
+            directory = self.link.parent / target if target else None
+            reason = None
+            if directory is None or not directory.is_dir():
+                reason = "missing"
+            elif not self._version_ok(directory):
+                reason = "schema version changed"
+            else:
+                try:
+                    index = tantivy.Index(self.schema, str(directory), reuse=True)
+                    index.searcher()  # touches the meta: a corrupt index fails here
+                    self._index, self._target = index, target
+                    return
+                except BaseException as exc:  # noqa: BLE001 - tantivy panics are BaseException
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    reason = f"unreadable ({str(exc)[:120]})"
+            if self.link.exists() and not self.link.is_symlink():
+                # An old plain directory at the link path: move it aside first.
+                shutil.rmtree(self.link, ignore_errors=True)
+            self._log(f"search index {reason}: rebuilding from the catalog")
+            self.rebuild()
+
+    def _current(self) -> tantivy.Index:
+        """The live index, reopened if another process swapped the link."""
+        try:
+            target = os.readlink(self.link)
+        except OSError:
+            target = None
+        if target != self._target or self._index is None:
+            with self._lock:
+                try:
+                    target = os.readlink(self.link)
+                except OSError:
+                    target = None
+                if target != self._target or self._index is None:
+                    self.open()
+        assert self._index is not None
+        return self._index
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Build a fresh index from the catalog in a new directory and swap it in."""
+        with self._lock:
+            new_name = f"index-{uuid.uuid4().hex[:12]}"
+            new_dir = self.link.parent / new_name
+            new_dir.mkdir(parents=True)
+            index = tantivy.Index(self.schema, str(new_dir))
+            writer = index.writer(WRITER_HEAP, 1)
+            total = self.catalog.count()
+            done = 0
+            batch: list = []
+            for res in self.catalog.iter_resources():
+                batch.append(res)
+                if len(batch) >= 1000:
+                    done += self._add_batch(writer, batch)
+                    batch = []
+                    if progress:
+                        progress(done, total)
+            done += self._add_batch(writer, batch)
+            if progress:
+                progress(done, total)
+            writer.commit()
+            writer.wait_merging_threads()
+            (new_dir / VERSION_FILE).write_text(str(SCHEMA_VERSION))
+            tmp_link = self.link.parent / f".index-link-{uuid.uuid4().hex[:8]}"
+            os.symlink(new_name, tmp_link)
+            old = os.readlink(self.link) if self.link.is_symlink() else None
+            os.replace(tmp_link, self.link)
+            index.reload()
+            self._index, self._target = index, new_name
+            if old and old != new_name:
+                # Open searchers keep their mmaps; the files go when the last one closes.
+                shutil.rmtree(self.link.parent / old, ignore_errors=True)
+            self._remove_strays()
+            return done
+
+    def _remove_strays(self) -> None:
+        for p in self.link.parent.glob("index-*"):
+            if p.name != self._target and p.is_dir():
+                # A stray from an interrupted rebuild (older than a minute): remove it.
+                if time.time() - p.stat().st_mtime > 60:
+                    shutil.rmtree(p, ignore_errors=True)
+
+    def _add_batch(self, writer, batch: list) -> int:
+        if not batch:
+            return 0
+        texts = self.catalog.extract_texts([r.id for r in batch])
+        for res in batch:
+            writer.add_document(make_document(res, texts.get(res.id, "")))
+        return len(batch)
+
+    # -- writing -------------------------------------------------------------------------
+    def _writer(self, index: tantivy.Index, wait: float):
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            try:
+                return index.writer(WRITER_HEAP, 1)
+            except ValueError as exc:
+                if "LockBusy" not in str(exc) and "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(
+                        "the search index is being written by another process; the change "
+                        "is saved in the catalog and will be indexed by the next writer "
+                        "(or point the CLI at the server with RESOURCES_API_URL)") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    def sync(self, wait: float | None = None) -> int:
+        """Apply every pending outbox row; returns how many documents were touched."""
+        wait = self.lock_wait if wait is None else wait
+        with self._lock:
+            index = self._current()
+            applied = 0
+            while True:
+                rows = self.catalog.pending_index()
+                if not rows:
+                    return applied
+                ids = list(dict.fromkeys(rid for _, rid in rows))
+                records = self.catalog.get_many(ids)
+                texts = self.catalog.extract_texts([i for i in ids if i in records])
+                writer = self._writer(index, wait)
+                try:
+                    for id_ in ids:
+                        writer.delete_documents_by_term("id", id_)
+                        res = records.get(id_)
+                        if res is not None:
+                            writer.add_document(make_document(res, texts.get(id_, "")))
+                    writer.commit()
+                    # Consuming the writer waits for merges (bounded segment count) and
+                    # releases the directory lock for other processes.
+                    writer.wait_merging_threads()
+                except BaseException:
+                    try:
+                        writer.rollback()
+                    except BaseException:
+                        pass
+                    raise
+                self.catalog.ack_index(rows[-1][0])
+                index.reload()
+                applied += len(ids)
+
+    def try_sync(self) -> None:
+        """Sync, but a busy writer elsewhere is only a note: the outbox keeps the work."""
+        try:
+            self.sync()
+        except IndexBusy as exc:
+            self._log(f"note: {exc.message}")
+
+    # -- reading -------------------------------------------------------------------------
+    def searcher(self) -> tantivy.Searcher:
+        return self._current().searcher()
+
+    def search(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
+               now: int, limit: int, offset: int = 0, before_seq: int | None = None,
+               snippets: bool = True) -> HitPage:
+        index = self._current()
+        clauses = filter_clauses(self.schema, workspace, filters, now)
+        if text_query is not None:
+            clauses = [(tantivy.Occur.Must, text_query),
+                       (tantivy.Occur.Must, tantivy.Query.const_score_query(
+                           tantivy.Query.boolean_query(clauses), 0.0))]
+        query = tantivy.Query.boolean_query(clauses)
+        searcher = index.searcher()
+        if text_query is None:
+            # Browsing: newest first with a keyset cursor (stable under inserts).
+            total = searcher.search(query, 0, count=True).count
+            if before_seq is not None:
+                query = tantivy.Query.boolean_query([
+                    (tantivy.Occur.Must, query),
+                    (tantivy.Occur.Must, tantivy.Query.range_query(
+                        self.schema, "seq", tantivy.FieldType.Integer, 0, before_seq - 1))])
+            result = searcher.search(query, limit, count=False, order_by_field="seq",
+                                     order=tantivy.Order.Desc)
+        else:
+            result = searcher.search(query, limit, count=True, offset=offset)
+            total = result.count
+        hits = []
+        generators: dict[str, tantivy.SnippetGenerator] = {}
+        for score, address in result.hits:
+            doc = searcher.doc(address)
+            snippet = ""
+            if snippets and text_query is not None:
+                snippet = self._snippet(searcher, text_query, doc, generators)
+            hits.append(Hit(doc["id"][0], float(score) if text_query is not None else 0.0,
+                            int(doc["seq"][0]), snippet))
+        return HitPage(hits, int(total or 0))
+
+    def _snippet(self, searcher, query, doc, generators: dict) -> str:
+        for name in SNIPPET_FIELDS:
+            gen = generators.get(name)
+            if gen is None:
+                gen = generators[name] = tantivy.SnippetGenerator.create(
+                    searcher, query, self.schema, name)
+                gen.set_max_num_chars(200)
+            snippet = gen.snippet_from_doc(doc)
+            html = snippet.to_html()
+            if snippet.highlighted():
+                return html
+        text = (doc.get("content") or [""])[0]
+        return html.escape(text[:200])
+
+    def doc_ids(self) -> Iterator[tuple[str, int]]:
+        """Every (id, seq) in the index (for doctor)."""
+        searcher = self.searcher()
+        n = searcher.num_docs
+        if n == 0:
+            return
+        result = searcher.search(tantivy.Query.all_query(), n)
+        for _, address in result.hits:
+            doc = searcher.doc(address)
+            yield doc["id"][0], int(doc["seq"][0])
+
+    def count(self) -> int:
+        return self.searcher().num_docs

@@ -1,0 +1,96 @@
+"""The Tantivy schema (CONTRACT: indexing rules) and the one function that builds a document.
+
+Bump SCHEMA_VERSION whenever fields change: the version sits beside the index and a
+mismatch makes the next start rebuild the index from the catalog.
+"""
+from __future__ import annotations
+
+import tantivy
+
+from storage.layout import folder_prefixes
+from storage.records import Resource
+
+SCHEMA_VERSION = 3
+
+#: Exact (raw-tokenized) fields: filters and `field:value` terms, case-sensitive.
+EXACT_FIELDS = ("workspace", "type", "tier", "storage_backend", "storage_root",
+                "path_under_root", "path_prefix", "content_type", "content_major", "flow",
+                "step", "workflow_id", "slot", "tag", "uri")
+#: Tokenized free-text fields, searched by plain words (with their boosts).
+TEXT_FIELDS = {"display_name": 2.0, "filename": 2.0, "path": 1.0, "content": 1.0,
+               "tags": 1.5, "source_label": 1.0}
+#: Order in which a snippet is looked for: content first, then what else matched.
+SNIPPET_FIELDS = ("content", "display_name", "filename", "path", "tags", "source_label")
+
+
+def build_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw")
+    for name in EXACT_FIELDS:
+        sb.add_text_field(name, stored=False, tokenizer_name="raw")
+    for name in TEXT_FIELDS:
+        sb.add_text_field(name, stored=True, tokenizer_name="default",
+                          index_option="position")
+    # Newest-first order and keyset cursors: a unique, increasing write sequence.
+    sb.add_integer_field("seq", stored=True, indexed=True, fast=True)
+    # Expired resources drop out of search at once, before gc removes them.
+    sb.add_integer_field("expires", stored=False, indexed=True, fast=True)
+    return sb.build()
+
+
+def effective_content(res: Resource, extracted: str) -> tuple[str, bool]:
+    """(content text for the index, whether raw extracted text went in)."""
+    ov = res.search_index
+    include_raw = ov.include_raw_content
+    if include_raw is None:
+        include_raw = res.tier == "retained"
+    if ov.text is not None:
+        return ov.text, False
+    if include_raw and extracted:
+        return extracted, True
+    return "", False
+
+
+def indexed_tags(res: Resource) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in [*res.tags, *res.search_index.tags]:
+        seen.setdefault(tag, None)
+    return list(seen)
+
+
+NEVER = 2**62
+
+
+def make_document(res: Resource, extracted: str) -> tantivy.Document:
+    content, _ = effective_content(res, extracted)
+    tags = indexed_tags(res)
+    major = res.content_type.split("/", 1)[0].lower() if res.content_type else ""
+    doc = tantivy.Document()
+    doc.add_text("id", res.id)
+    exact = {
+        "workspace": res.workspace, "type": res.type, "tier": res.tier,
+        "storage_backend": res.storage_backend, "storage_root": res.storage_root,
+        "path_under_root": res.path_under_root,
+        "content_type": (res.content_type or "").split(";")[0].strip().lower(),
+        "content_major": major, "flow": res.flow, "step": res.step,
+        "workflow_id": res.workflow_id, "slot": res.slot, "uri": res.uri,
+    }
+    for name, value in exact.items():
+        if value:
+            doc.add_text(name, value)
+    prefixes = folder_prefixes(res.path_under_root)
+    if res.path_under_root:
+        prefixes.append(res.path_under_root)
+    for prefix in prefixes:
+        doc.add_text("path_prefix", prefix)
+    for tag in tags:
+        doc.add_text("tag", tag)
+    doc.add_text("display_name", res.display_name)
+    doc.add_text("filename", res.filename)
+    doc.add_text("path", res.path)
+    doc.add_text("content", content)
+    doc.add_text("tags", " ".join(tags))
+    doc.add_text("source_label", res.source_label)
+    doc.add_integer("seq", res.seq)
+    doc.add_integer("expires", int(res.expires_at) if res.expires_at else NEVER)
+    return doc

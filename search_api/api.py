@@ -1,0 +1,107 @@
+"""What the CLI talks to: the service in-process (embedded) or the HTTP API (remote).
+
+Both return the same envelopes, so the CLI prints the same JSON either way.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO, Iterator, Protocol
+
+from storage.config import Settings
+
+from . import envelope
+from .service import ResourceService
+
+
+class Api(Protocol):
+    workspace: str
+
+    def persist(self, body: BinaryIO, spec: dict, idempotency_key: str | None) -> dict: ...
+    def get(self, uri: str) -> dict: ...
+    def read(self, uri: str) -> Iterator[bytes]: ...
+    def url(self, uri: str, ttl: int | None) -> dict: ...
+    def list(self, params: dict, limit: Any, cursor: str | None) -> dict: ...
+    def search(self, q: str, params: dict, limit: Any, cursor: str | None) -> dict: ...
+    def delete(self, uri: str) -> dict: ...
+    def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict: ...
+    def workflow_delete(self, workflow_id: str, tier: str | None) -> dict: ...
+    def search_index(self, op: str, uri: str, changes: dict | None) -> dict: ...
+    def slots_bind(self, slot: str, root: str, connection: str) -> dict: ...
+    def slots_list(self) -> dict: ...
+
+
+class EmbeddedApi:
+    """The service on the local data home."""
+
+    def __init__(self, workspace: str, settings: Settings | None = None) -> None:
+        self.workspace = workspace
+        self.settings = settings or Settings.from_env()
+        self._service: ResourceService | None = None
+
+    @property
+    def service(self) -> ResourceService:
+        if self._service is None:
+            self._service = ResourceService(self.settings)
+        return self._service
+
+    @property
+    def base(self) -> str:
+        return self.settings.public_url
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+    def persist(self, body: BinaryIO, spec: dict, idempotency_key: str | None) -> dict:
+        result = self.service.persist(self.workspace, spec, body, idempotency_key)
+        return envelope.record(result.resource, self.base, created=result.created,
+                               replayed=result.replayed)
+
+    def get(self, uri: str) -> dict:
+        return envelope.record(self.service.get(self.workspace, uri), self.base)
+
+    def read(self, uri: str) -> Iterator[bytes]:
+        return self.service.read(self.workspace, uri)[3]
+
+    def list(self, params: dict, limit: Any, cursor: str | None) -> dict:
+        return envelope.page(self.service.list(self.workspace, params, limit, cursor), self.base)
+
+    def search(self, q: str, params: dict, limit: Any, cursor: str | None) -> dict:
+        p = self.service.search(self.workspace, q, params, limit, cursor)
+        return envelope.page(p, self.base, search=True)
+
+    def delete(self, uri: str) -> dict:
+        return envelope.record(self.service.delete(self.workspace, uri), self.base, deleted=True)
+
+    def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict:
+        p = self.service.workflow_resources(self.workspace, workflow_id, step, limit, cursor)
+        return envelope.page(p, self.base)
+
+    def search_index(self, op: str, uri: str, changes: dict | None) -> dict:
+        svc = self.service
+        if op == "show":
+            res = svc.show_overrides(self.workspace, uri)
+        elif op == "update":
+            res = svc.update_overrides(self.workspace, uri, changes or {})
+        else:
+            res = svc.clear_overrides(self.workspace, uri)
+        return envelope.record(res, self.base)
+
+    def slots_bind(self, slot: str, root: str, connection: str) -> dict:
+        s = self.service.bind_slot(self.workspace, slot, root, connection)
+        return envelope.plain(self.service.slot_json(s))
+
+    def slots_list(self) -> dict:
+        slots = self.service.list_slots(self.workspace)
+        return envelope.plain({"items": [self.service.slot_json(s) for s in slots]},
+                              total=len(slots))
+
+
+def make_api(workspace: str | None = None) -> Any:
+    """Remote when RESOURCES_API_URL and RESOURCES_API_KEY are set, else embedded."""
+    ws = workspace or os.environ.get("RESOURCES_WORKSPACE") or "default"
+    url, key = os.environ.get("RESOURCES_API_URL"), os.environ.get("RESOURCES_API_KEY")
+    if url and key:
+        from .remote import RemoteApi
+        return RemoteApi(url, key, ws)
+    return EmbeddedApi(ws)

@@ -1,0 +1,342 @@
+"""The `resources` CLI: a thin layer over the API objects (embedded or remote).
+
+Commands parse flags into the same parameters the HTTP API takes, call one method and
+print the envelope. Core errors become one line on stderr and exit 1; usage errors
+exit 2 (click's own convention).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from storage.errors import ResourceError
+
+from .api import make_api
+from .output import default_format, emit, emit_error
+
+FILTER_OPTIONS = [
+    ("--type", "type"), ("--types", "types"), ("--content-sources", "content-sources"),
+    ("--tier", "tier"), ("--exclude-tier", "exclude-tier"),
+    ("--storage-backend", "storage-backend"), ("--storage-root", "storage-root"),
+    ("--path-prefix", "path-prefix"), ("--slot", "slot"), ("--accept", "accept"),
+    ("--workflow-id", "workflow-id"), ("--flow", "flow"), ("--step", "step"),
+]
+
+
+def format_option(f: Callable) -> Callable:
+    return click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                        default=None, help="Output format (table on a terminal, else json).")(f)
+
+
+def run(fn: Callable[..., dict | None]) -> Callable:
+    """Call the command, print its envelope, map core errors to exit 1 once."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, fmt: str | None = None, **kwargs: Any) -> None:
+        fmt = fmt or default_format()
+        api = make_api()
+        try:
+            env = fn(api, *args, **kwargs)
+            if env is not None:
+                emit(env, fmt)
+        except ResourceError as exc:
+            emit_error(exc, fmt)
+            sys.exit(exc.exit_code)
+        finally:
+            api.close()
+    return wrapper
+
+
+def filter_options(f: Callable) -> Callable:
+    for flag, key in reversed(FILTER_OPTIONS):
+        f = click.option(flag, key.replace("-", "_"), default=None,
+                         help=f"Filter: {key} (see CONTRACT).")(f)
+    f = click.option("--tag", "tag", multiple=True, help="Filter: has this tag (repeatable).")(f)
+    f = click.option("--limit", default=None, help="Page size (default 20, max 100).")(f)
+    f = click.option("--cursor", default=None, help="meta.next-cursor of the previous page.")(f)
+    return f
+
+
+def collect_filters(kwargs: dict) -> dict:
+    params = {key: kwargs.pop(key.replace("-", "_")) for _, key in FILTER_OPTIONS}
+    params["tag"] = list(kwargs.pop("tag") or [])
+    return {k: v for k, v in params.items() if v not in (None, [], "")}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="resources")
+def main() -> None:
+    """Persist, find and read workflow resources (res:// refs).
+
+    Embedded on $RESOURCES_HOME (default ./.resources) and workspace
+    $RESOURCES_WORKSPACE (default `default`); with $RESOURCES_API_URL and
+    $RESOURCES_API_KEY set, every command goes through the HTTP API instead.
+    """
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--type", "type_", type=click.Choice(["blob", "kv"]), default="blob",
+              help="blob makes a file resource, kv a result (body must be JSON).")
+@click.option("--tier", type=click.Choice(["retained", "ephemeral"]), default="retained")
+@click.option("--slot", help="Installer-owned slot to write under.")
+@click.option("--path", help="Relative folder (template), e.g. exports/{{input.year}}.")
+@click.option("--filename", help="Leaf name (template); defaults to FILE's name.")
+@click.option("--content-type", help="Declared MIME type (a hint; bytes decide indexing).")
+@click.option("--display-name", help="Display name (defaults to the filename).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Template variable, e.g. input.year=2026 (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--source-label", help="Replaces the derived source label.")
+@click.option("--index-text", help="Search-index text that replaces the content text.")
+@click.option("--no-raw-content", is_flag=True, help="Do not index the extracted text.")
+@click.option("--include-raw-content", is_flag=True, help="Index extracted text (ephemeral too).")
+@click.option("--flow", help="Flow slug.")
+@click.option("--step", help="Step id.")
+@click.option("--workflow-id", help="Workflow run id.")
+@click.option("--ttl-seconds", type=int, help="Expire after N seconds (within the tier).")
+@click.option("--idempotency-key", help="Retry-safe key: a replay returns the first record.")
+@format_option
+@run
+def persist(api, file: str, type_: str, tier: str, slot, path, filename, content_type,
+            display_name, params, tags, source_label, index_text, no_raw_content,
+            include_raw_content, flow, step, workflow_id, ttl_seconds, idempotency_key) -> dict:
+    """Persist FILE (or - for stdin) and print its record."""
+    spec: dict[str, Any] = {"type": type_, "tier": tier}
+    nested: dict[str, dict] = {}
+    for item in params:
+        if "=" not in item:
+            raise click.UsageError(f"--param needs KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        group, _, name = key.partition(".")
+        if group not in ("input", "data", "query") or not name:
+            raise click.UsageError(f"--param key must be input.x, data.x or query.x, got {key!r}")
+        nested.setdefault(group, {})[name] = value
+    if nested:
+        spec["params"] = nested
+    if filename is None and file != "-":
+        filename = os.path.basename(file)
+    for key, value in (("slot", slot), ("path", path), ("filename", filename),
+                       ("content-type", content_type), ("display-name", display_name),
+                       ("flow", flow), ("step", step), ("workflow-id", workflow_id),
+                       ("ttl-seconds", ttl_seconds)):
+        if value is not None:
+            spec[key] = value
+    if tags:
+        spec["tags"] = list(tags)
+    si: dict[str, Any] = {}
+    if index_text is not None:
+        si["text"] = index_text
+    if source_label is not None:
+        si["source-label"] = source_label
+    if no_raw_content and include_raw_content:
+        raise click.UsageError("--no-raw-content and --include-raw-content exclude each other")
+    if no_raw_content:
+        si["include-raw-content"] = False
+    if include_raw_content:
+        si["include-raw-content"] = True
+    if si:
+        spec["search-index"] = si
+    if file == "-":
+        return api.persist(sys.stdin.buffer, spec, idempotency_key)
+    try:
+        fh = open(file, "rb")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE")
+    with fh:
+        return api.persist(fh, spec, idempotency_key)
+
+
+@main.command()
+@click.argument("uri")
+@format_option
+@run
+def get(api, uri: str) -> dict:
+    """Show one resource's record."""
+    return api.get(uri)
+
+
+@main.command()
+@click.argument("uri")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None, hidden=True)
+def read(uri: str, output: str | None, fmt: str | None) -> None:
+    """Write the resource's bytes to stdout or -o FILE."""
+    api = make_api()
+    fmt = fmt or default_format()
+    tmp = f"{output}.part" if output else None
+    try:
+        chunks = api.read(uri)
+        if output:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+            os.replace(tmp, output)
+        else:
+            out = sys.stdout.buffer
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+    except ResourceError as exc:
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        emit_error(exc, fmt)
+        sys.exit(exc.exit_code)
+    finally:
+        api.close()
+
+
+@main.command(name="list")
+@filter_options
+@format_option
+@run
+def list_(api, limit, cursor, **kwargs) -> dict:
+    """List resources, newest first, with the same filters as search."""
+    return api.list(collect_filters(kwargs), limit, cursor)
+
+
+@main.command()
+@click.argument("query", required=False, default="")
+@filter_options
+@format_option
+@run
+def search(api, query: str, limit, cursor, **kwargs) -> dict:
+    """Search: words, "phrases", AND/OR/-, field:value; plus storage filters."""
+    return api.search(query, collect_filters(kwargs), limit, cursor)
+
+
+@main.command()
+@click.argument("uri")
+@format_option
+@run
+def delete(api, uri: str) -> dict:
+    """Delete blob, record and index entry together."""
+    return api.delete(uri)
+
+
+@main.group()
+def workflow() -> None:
+    """What a workflow run produced."""
+
+
+@workflow.command(name="list")
+@click.argument("workflow_id")
+@click.option("--limit", default=None)
+@click.option("--cursor", default=None)
+@format_option
+@run
+def workflow_list(api, workflow_id: str, limit, cursor) -> dict:
+    """Resources of one workflow run."""
+    return api.workflow(workflow_id, None, limit, cursor)
+
+
+@workflow.command(name="step")
+@click.argument("workflow_id")
+@click.argument("step_id")
+@click.option("--limit", default=None)
+@click.option("--cursor", default=None)
+@format_option
+@run
+def workflow_step(api, workflow_id: str, step_id: str, limit, cursor) -> dict:
+    """Resources of one step of a workflow run."""
+    return api.workflow(workflow_id, step_id, limit, cursor)
+
+
+@main.group(name="search-index")
+def search_index() -> None:
+    """Show or change one resource's search-index overrides."""
+
+
+@search_index.command(name="show")
+@click.argument("uri")
+@format_option
+@run
+def si_show(api, uri: str) -> dict:
+    """Show the record with its overrides."""
+    return api.search_index("show", uri, None)
+
+
+@search_index.command(name="update")
+@click.argument("uri")
+@click.option("--text", help="Replaces the content text in the index.")
+@click.option("--tag", "tags", multiple=True, help="Tag added to the indexed tags.")
+@click.option("--source-label", help="Replaces the source label.")
+@click.option("--include-raw-content/--no-raw-content", default=None,
+              help="Whether extracted text is indexed too.")
+@format_option
+@run
+def si_update(api, uri: str, text, tags, source_label, include_raw_content) -> dict:
+    """Update overrides; the index follows at once."""
+    changes: dict[str, Any] = {}
+    if text is not None:
+        changes["text"] = text
+    if tags:
+        changes["tags"] = list(tags)
+    if source_label is not None:
+        changes["source-label"] = source_label
+    if include_raw_content is not None:
+        changes["include-raw-content"] = include_raw_content
+    if not changes:
+        raise click.UsageError("nothing to update: give --text, --tag, --source-label or --[no-]raw-content")
+    return api.search_index("update", uri, changes)
+
+
+@search_index.command(name="clear")
+@click.argument("uri")
+@format_option
+@run
+def si_clear(api, uri: str) -> dict:
+    """Remove every override."""
+    return api.search_index("clear", uri, None)
+
+
+@main.group()
+def slots() -> None:
+    """Installer-owned slots: a name bound to a connection and a root."""
+
+
+@slots.command(name="bind")
+@click.argument("slot")
+@click.option("--root", required=True, help="Storage root, e.g. reports/acme.")
+@click.option("--connection", default="platform", show_default=True)
+@format_option
+@run
+def slots_bind(api, slot: str, root: str, connection: str) -> dict:
+    """Bind SLOT to a root (and connection)."""
+    return api.slots_bind(slot, root, connection)
+
+
+@slots.command(name="list")
+@format_option
+@run
+def slots_list(api) -> dict:
+    """The workspace's slots."""
+    return api.slots_list()
+
+
+@main.command()
+@format_option
+@run
+def reindex(api) -> dict:
+    """Rebuild the search index from the catalog and swap it in atomically."""
+    from tqdm import tqdm
+    bar = tqdm(total=0, unit="res", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    count = api.service.reindex(progress)
+    bar.close()
+    return {"data": {"reindexed": count}, "meta": {}}
+
+
+if __name__ == "__main__":
+    main()

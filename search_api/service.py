@@ -1,0 +1,463 @@
+"""ResourceService: the one core layer. The CLI and the HTTP routes only call this.
+
+Every operation takes the workspace it acts for; a resource of another workspace is
+reported exactly like a missing one (NotFound), so no caller can probe for it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+from indexer.extract import extract
+from indexer.index import SearchIndex
+from indexer.pdf import PdfWorker
+from indexer.query import (Filters, decode_cursor, encode_cursor, fingerprint,
+                           parse_limit, parse_text)
+from indexer.detect import guess_content_type
+from indexer.schema import effective_content
+from storage import clock
+from storage.backend import BlobWriter, StorageBackend
+from storage.catalog import Catalog
+from storage.config import Settings
+from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
+                            RangeNotSatisfiable)
+from storage.layout import (check_root, check_slot_name, check_workspace,
+                            optional_segments, render, slotted_key, split_segments,
+                            unslotted_key)
+from storage.lifecycle import CommitLock, Lifecycle
+from storage.local import LocalBackend
+from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
+                             parse_uri)
+from storage.spec import PersistSpec, parse_overrides, parse_spec
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class Page:
+    items: list[Resource]
+    total: int
+    limit: int
+    next_cursor: str | None
+    scores: dict[str, float] = field(default_factory=dict)
+    snippets: dict[str, str] = field(default_factory=dict)
+    mode: str | None = None
+
+
+@dataclass
+class PersistResult:
+    resource: Resource
+    created: bool          # False for a slot rewrite or an idempotent replay
+    replayed: bool = False
+
+
+def derived_source_label(flow: str | None, step: str | None) -> str:
+    if flow or step:
+        return f"{flow or '_'}/{step or '_'}"
+    return "upload"
+
+
+class PersistJob:
+    """A persist in progress: bytes streamed in with ``write``, then ``commit``.
+
+    Everything that can be rejected from the spec alone was rejected before this object
+    exists; the body is never held in memory.
+    """
+
+    def __init__(self, service: "ResourceService", workspace: str, spec: PersistSpec,
+                 writer: BlobWriter, backend: StorageBackend, connection: str,
+                 key: str, slot: Slot | None, path_under_root: str | None,
+                 filename: str, idempotency_key: str | None) -> None:
+        self.service = service
+        self.workspace = workspace
+        self.spec = spec
+        self.writer = writer
+        self.backend = backend
+        self.connection = connection
+        self.key = key
+        self.slot = slot
+        self.path_under_root = path_under_root
+        self.filename = filename
+        self.idempotency_key = idempotency_key
+        self._closed = False
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self.writer.write(chunk)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._closed = True
+        self.writer.abort()
+
+    def commit(self) -> PersistResult:
+        try:
+            return self.service._commit(self)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._closed = True
+
+
+class ResourceService:
+    def __init__(self, settings: Settings, log: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.catalog_path)
+        self.backends: dict[str, StorageBackend] = {
+            "platform": LocalBackend(settings.home, settings.tmp_dir),
+        }
+        self.lifecycle = Lifecycle(self.catalog, self.backends,
+                                   CommitLock(settings.home / "locks" / "commit.lock"),
+                                   self.now, self.log)
+        self.lifecycle.recover()
+        self.index = SearchIndex(settings.index_dir, self.catalog,
+                                 settings.index_lock_wait_seconds, self.log)
+        self.pdf = PdfWorker()
+        self.index.try_sync()   # catch up with what a crashed or other process left
+        self._batch_depth = 0
+        self._batch_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pdf.close()
+        self.catalog.close()
+
+    @staticmethod
+    def now() -> float:
+        return clock.now()
+
+    # -- slots ---------------------------------------------------------------------------
+    def bind_slot(self, workspace: str, name: str, root: str,
+                  connection: str = "platform") -> Slot:
+        check_workspace(workspace)
+        check_slot_name(name)
+        if connection not in self.backends:
+            raise InvalidSpec(f"unknown connection {connection!r} (known: {', '.join(self.backends)})")
+        now = self.now()
+        return self.catalog.put_slot(Slot(workspace, name, connection, check_root(root), now, now))
+
+    def list_slots(self, workspace: str) -> list[Slot]:
+        return self.catalog.list_slots(check_workspace(workspace))
+
+    def slot_json(self, slot: Slot) -> dict:
+        return slot.to_json(self.backends[slot.connection].family)
+
+    def _slot(self, workspace: str, name: str) -> Slot:
+        slot = self.catalog.get_slot(workspace, name)
+        if slot is None:
+            raise InvalidSpec(f"slot {name!r} is not bound in workspace {workspace!r} "
+                              f"(bind it with: resources slots bind {name} --root ROOT)")
+        return slot
+
+    # -- persist -------------------------------------------------------------------------
+    def begin_persist(self, workspace: str, spec: PersistSpec | dict | str | None,
+                      idempotency_key: str | None = None) -> PersistJob:
+        """Validate everything knowable before the body, then open the write stream."""
+        check_workspace(workspace)
+        spec = spec if isinstance(spec, PersistSpec) else parse_spec(spec)
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+            raise InvalidSpec("Idempotency-Key must be 1 to 255 characters")
+        tier = self.settings.tiers[spec.tier]
+        runtime = {"workspace-id": workspace, "flow-slug": spec.flow, "step-id": spec.step}
+        path_segments = optional_segments(
+            render(spec.path, spec.params, runtime, "path") if spec.path else None, "path")
+        raw_filename = spec.filename or ("result.json" if spec.type == "kv" else "blob")
+        filename_segments = split_segments(render(raw_filename, spec.params, runtime, "filename"),
+                                           "filename")
+        slot = None
+        if spec.slot:
+            slot = self._slot(workspace, spec.slot)
+            connection = slot.connection
+            key, under = slotted_key(workspace, slot.root, path_segments, filename_segments)
+        else:
+            connection = "platform"
+            key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
+            under = None
+        backend = self.backends[connection]
+        backend.path_for(key) if hasattr(backend, "path_for") else None  # final escape check
+        writer = backend.open_write(key, tier.max_bytes)
+        return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
+                          filename_segments[-1], idempotency_key)
+
+    def persist(self, workspace: str, spec: PersistSpec | dict | str | None,
+                body: BinaryIO | Iterable[bytes] | bytes,
+                idempotency_key: str | None = None) -> PersistResult:
+        job = self.begin_persist(workspace, spec, idempotency_key)
+        try:
+            for chunk in _chunks(body):
+                job.write(chunk)
+        except BaseException:
+            job.abort()
+            raise
+        return job.commit()
+
+    def _commit(self, job: PersistJob) -> PersistResult:
+        spec, writer = job.spec, job.writer
+        writer.finish()
+        staged = writer.staged_path()
+        head = writer.read_staged(2048)
+        if spec.type == "kv":
+            _check_json(staged)
+            content_type = "application/json"
+        else:
+            content_type = guess_content_type(head, job.filename, spec.content_type)
+        request_hash = None
+        if job.idempotency_key:
+            request_hash = hashlib.sha256(
+                f"{spec.canonical()}\n{writer.sha256}".encode()).hexdigest()
+            replay = self._idempotent_replay(job.workspace, job.idempotency_key, request_hash)
+            if replay is not None:
+                writer.abort()
+                return PersistResult(replay, created=False, replayed=True)
+        s = self.settings
+        extracted = extract(staged, writer.size, content_type, s.extract_max_read,
+                            s.extract_max_chars, self.pdf, s.pdf_max_pages,
+                            s.pdf_timeout_seconds) if staged else None
+        text = extracted.text if extracted else ""
+        outcome = extracted.outcome if extracted else Extraction()
+        now = self.now()
+        tier = s.tiers[spec.tier]
+        ttl = min(spec.ttl_seconds or tier.retention_seconds, tier.retention_seconds)
+        overrides = spec.search_index
+        res = Resource(
+            id=new_id(), workspace=job.workspace, type=spec.resource_type, tier=spec.tier,
+            display_name=spec.display_name or job.filename, filename=job.filename,
+            content_type=content_type, size=writer.size, sha256=writer.sha256,
+            storage_backend=job.backend.family, connection=job.connection,
+            storage_root=job.slot.root if job.slot else None,
+            path_under_root=job.path_under_root, path=job.key,
+            slot=job.slot.name if job.slot else None, flow=spec.flow, step=spec.step,
+            workflow_id=spec.workflow_id, tags=list(spec.tags),
+            source_label=overrides.source_label or derived_source_label(spec.flow, spec.step),
+            created_at=now, updated_at=now, expires_at=now + ttl, version=1,
+            content_indexed=False, content_truncated=outcome.truncated,
+            extraction=outcome, search_index=overrides)
+        res.content_indexed = effective_content(res, text)[1]
+        idem = (job.workspace, job.idempotency_key, request_hash) if request_hash else None
+        res, created = self.lifecycle.publish(writer, res, text, idem)
+        self._index_now()
+        return PersistResult(res, created=created)
+
+    def _idempotent_replay(self, workspace: str, key: str, request_hash: str) -> Resource | None:
+        found = self.catalog.idempotency(self.catalog.conn, workspace, key)
+        if found is None:
+            return None
+        stored_hash, resource_id = found
+        if stored_hash != request_hash:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was already used with a different body or spec")
+        res = self.catalog.get(resource_id)
+        return res   # None when deleted since: the retry then writes anew
+
+    # -- batching (bulk ingest) ----------------------------------------------------------
+    def _index_now(self) -> None:
+        if self._batch_depth == 0:
+            self.index.try_sync()
+
+    class _Batch:
+        def __init__(self, svc: "ResourceService") -> None:
+            self.svc = svc
+
+        def __enter__(self) -> None:
+            with self.svc._batch_lock:
+                self.svc._batch_depth += 1
+
+        def __exit__(self, *exc: object) -> None:
+            with self.svc._batch_lock:
+                self.svc._batch_depth -= 1
+            if self.svc._batch_depth == 0:
+                self.svc.index.try_sync()
+
+    def batch(self) -> "ResourceService._Batch":
+        """Defer index commits to the end of the block (bulk loads): one commit, not N."""
+        return ResourceService._Batch(self)
+
+    # -- read ----------------------------------------------------------------------------
+    def get(self, workspace: str, uri: str) -> Resource:
+        ws, type_, id_ = parse_uri(uri)
+        res = self.catalog.get(id_)
+        if (res is None or ws != workspace or res.workspace != workspace or res.type != type_
+                or (res.expires_at is not None and res.expires_at <= self.now())):
+            raise NotFound("resource not found")
+        return res
+
+    def get_by_id(self, workspace: str, id_: str) -> Resource:
+        res = self.catalog.get(id_)
+        if res is None or res.workspace != workspace:
+            raise NotFound("resource not found")
+        return self.get(workspace, res.uri)
+
+    def read(self, workspace: str, uri: str, byte_range: tuple[int | None, int | None] | None = None
+             ) -> tuple[Resource, int, int, Iterator[bytes]]:
+        """(record, start, end, chunks); ``end`` inclusive. Raises RangeNotSatisfiable."""
+        res = self.get(workspace, uri)
+        start, end = 0, res.size - 1
+        if byte_range is not None:
+            first, last = byte_range
+            if first is None:                     # suffix range: last N bytes
+                if not last:
+                    raise RangeNotSatisfiable(f"range not satisfiable for {res.size} bytes")
+                start, end = max(res.size - last, 0), res.size - 1
+            else:
+                start = first
+                end = min(last if last is not None else res.size - 1, res.size - 1)
+            if start >= res.size or start > end:
+                raise RangeNotSatisfiable(f"range not satisfiable for {res.size} bytes",
+                                          size=res.size)
+        if res.size == 0:
+            return res, 0, -1, iter(())
+        try:
+            chunks = self.backends[res.connection].open_read(res.path, start, end)
+        except FileNotFoundError:
+            raise NotFound("resource content is missing (run `resources doctor`)") from None
+        return res, start, end, chunks
+
+    # -- search and list -----------------------------------------------------------------
+    def search(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
+               limit: Any = None, cursor: str | None = None, keyword_mode: str = "all",
+               offset: int | None = None) -> Page:
+        check_workspace(workspace)
+        params = params or {}
+        filters = Filters.from_params(params)
+        if filters.slot:
+            slot = self._slot(workspace, filters.slot)
+            filters.storage_backend = self.backends[slot.connection].family
+            filters.storage_root = slot.root
+        limit = parse_limit(limit)
+        text_query = parse_text(self.index._current(), q or "", keyword_mode)
+        order = "newest" if text_query is None else "score"
+        fp = fingerprint(workspace, q or "", filters, keyword_mode, order)
+        decoded = decode_cursor(cursor, fp)
+        start = offset or 0
+        before_seq = None
+        if decoded:
+            kind, value = decoded
+            if kind == "off":
+                start = value
+            else:
+                before_seq = value
+        if order == "newest" and offset:
+            raise InvalidSpec("offset paging applies to ranked search; use the cursor")
+        page = self.index.search(workspace, text_query, filters, int(self.now()), limit,
+                                 offset=start, before_seq=before_seq)
+        records = self.catalog.get_many([h.id for h in page.hits])
+        items = [records[h.id] for h in page.hits if h.id in records]
+        next_cursor = None
+        if len(page.hits) == limit:
+            if order == "newest":
+                more = page.hits[-1].seq
+                next_cursor = encode_cursor("seq", more, fp)
+            elif start + limit < page.total:
+                next_cursor = encode_cursor("off", start + limit, fp)
+        return Page(items, page.total, limit, next_cursor,
+                    scores={h.id: h.score for h in page.hits},
+                    snippets={h.id: h.snippet for h in page.hits})
+
+    def list(self, workspace: str, params: dict[str, Any] | None = None, limit: Any = None,
+             cursor: str | None = None) -> Page:
+        """Newest first (most recently written first), same filters, no text query."""
+        return self.search(workspace, None, params, limit, cursor)
+
+    def workflow_resources(self, workspace: str, workflow_id: str, step: str | None = None,
+                           limit: Any = None, cursor: str | None = None) -> Page:
+        params: dict[str, Any] = {"workflow-id": workflow_id}
+        if step:
+            params["step"] = step
+        return self.search(workspace, None, params, limit, cursor)
+
+    # -- delete --------------------------------------------------------------------------
+    def delete(self, workspace: str, uri: str) -> Resource:
+        res = self.get(workspace, uri)
+        self.lifecycle.delete([res])
+        self._index_now()
+        return res
+
+    # -- search-index overrides ----------------------------------------------------------
+    def show_overrides(self, workspace: str, uri: str) -> Resource:
+        return self.get(workspace, uri)
+
+    def update_overrides(self, workspace: str, uri: str, changes: dict | SearchIndexOverrides,
+                         replace: bool = False) -> Resource:
+        """Merge ``changes`` into the overrides (``replace``: they become the overrides).
+        Tags given are added; the index entry follows at once; bytes never change."""
+        res = self.get(workspace, uri)
+        new = changes if isinstance(changes, SearchIndexOverrides) else parse_overrides(changes)
+        if replace:
+            merged = new
+        else:
+            old = res.search_index
+            merged = SearchIndexOverrides(
+                text=new.text if new.text is not None else old.text,
+                tags=list(dict.fromkeys([*old.tags, *new.tags])),
+                source_label=new.source_label if new.source_label is not None else old.source_label,
+                include_raw_content=(new.include_raw_content if new.include_raw_content is not None
+                                     else old.include_raw_content))
+        return self._set_overrides(res, merged)
+
+    def clear_overrides(self, workspace: str, uri: str) -> Resource:
+        return self._set_overrides(self.get(workspace, uri), SearchIndexOverrides())
+
+    def _set_overrides(self, res: Resource, overrides: SearchIndexOverrides) -> Resource:
+        with self.lifecycle.lock.held():
+            with self.catalog.transaction() as conn:
+                current = self.catalog.get(res.id, conn)
+                if current is None:
+                    raise NotFound("resource not found")
+                current.search_index = overrides
+                current.source_label = overrides.source_label or \
+                    derived_source_label(current.flow, current.step)
+                text = self.catalog.extract_text(current.id)
+                current.content_indexed = effective_content(current, text)[1]
+                current.updated_at = self.now()
+                current.seq = self.catalog.next_seq(conn)
+                row = current.to_row()
+                cols = [c for c in row if c != "id"]
+                conn.execute(f"UPDATE resources SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                             [row[c] for c in cols] + [current.id])
+                self.catalog.enqueue_index(conn, current.id)
+        self._index_now()
+        return current
+
+    # -- maintenance ---------------------------------------------------------------------
+    def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
+        count = self.index.rebuild(progress)
+        self.index.try_sync()
+        return count
+
+
+def _check_json(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as fh:
+            json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSpec(f"a kv persist needs one JSON value as its body: {exc}") from None
+
+
+def _chunks(body: BinaryIO | Iterable[bytes] | bytes) -> Iterator[bytes]:
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        for i in range(0, len(body), CHUNK):
+            yield bytes(body[i:i + CHUNK])
+        if len(body) == 0:
+            return
+        return
+    read = getattr(body, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    else:
+        yield from body

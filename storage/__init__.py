@@ -1,0 +1,1 @@
+"""Storage: tiers, layout, backends, the SQLite catalog and the persist pipeline."""

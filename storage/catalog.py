@@ -1,0 +1,269 @@
+"""The catalog: one SQLite file (WAL) through sqlite-utils, schema versioned by migrations.
+
+Tables: resources (every record field), extracts (the bounded text, so a reindex never
+re-reads blobs), slots, idempotency keys, API keys, the KV store, ``intents`` (durable
+half-done operations, finished or rolled back at the next start) and ``index_outbox``
+(resources whose index entry must follow; written in the same transaction as the record,
+so the index can always catch up after a crash).
+
+Connections are per thread. Multi-statement writes run inside ``transaction()``, which
+takes SQLite's write lock up front (BEGIN IMMEDIATE): writers queue on the busy timeout
+instead of failing on a lock upgrade.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import sqlite_utils
+
+from .records import Resource, Slot
+
+SCHEMA_VERSION = 2
+
+
+def _m1(db: sqlite_utils.Database) -> None:
+    db["resources"].create({
+        "id": str, "uri": str, "workspace": str, "type": str, "tier": str,
+        "display_name": str, "filename": str, "content_type": str, "size": int,
+        "sha256": str, "storage_backend": str, "connection": str, "storage_root": str,
+        "path_under_root": str, "path": str, "slot": str, "flow": str, "step": str,
+        "workflow_id": str, "tags": str, "source_label": str, "created_at": float,
+        "updated_at": float, "expires_at": float, "version": int, "content_indexed": int,
+        "content_truncated": int, "seq": int, "extraction": str, "search_index": str,
+    }, pk="id", not_null={"uri", "workspace", "type", "tier", "path", "seq"})
+    db["resources"].create_index(["uri"], unique=True)
+    # One resource per blob location: a slot rewrite finds its record by this key.
+    db["resources"].create_index(["connection", "path"], unique=True)
+    db["resources"].create_index(["workspace", "seq"])
+    db["resources"].create_index(["workspace", "workflow_id", "step"])
+    db["resources"].create_index(["expires_at"])
+    db["resources"].create_index(["seq"], unique=True)
+    db["extracts"].create({"id": str, "text": str}, pk="id")
+    db["slots"].create({"workspace": str, "name": str, "connection": str, "root": str,
+                        "created_at": float, "updated_at": float}, pk=("workspace", "name"))
+    db["idempotency"].create({"workspace": str, "key": str, "request_hash": str,
+                              "resource_id": str, "created_at": float},
+                             pk=("workspace", "key"))
+    db["api_keys"].create({"id": str, "workspace": str, "hash": str, "scopes": str,
+                           "name": str, "created_at": float}, pk="id")
+    db["intents"].create({"id": int, "kind": str, "payload": str, "created_at": float}, pk="id")
+    db["index_outbox"].create({"id": int, "resource_id": str}, pk="id")
+
+
+def _m2(db: sqlite_utils.Database) -> None:
+    db["kv"].create({"workspace": str, "key": str, "value": str, "version": int,
+                     "created_at": float, "updated_at": float, "expires_at": float,
+                     "seq": int}, pk=("workspace", "key"))
+    db["kv"].create_index(["workspace", "seq"])
+    db["kv"].create_index(["expires_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------
+    def _connect(self) -> sqlite_utils.Database:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        db = sqlite_utils.Database(conn)
+        db.enable_wal()
+        # NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only a power
+        # loss may lose the last transactions. Blobs are fsynced before their record.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        if conn.in_transaction:          # nested use joins the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(f"catalog schema {current} is newer than this code ({SCHEMA_VERSION})")
+            for version in range(current, SCHEMA_VERSION):
+                MIGRATIONS[version](self.db)
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+
+    # -- resources ---------------------------------------------------------------------
+    def next_seq(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM resources").fetchone()
+        kv = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM kv").fetchone()
+        return max(row[0], kv[0]) + 1
+
+    def get(self, id_: str, conn: sqlite3.Connection | None = None) -> Resource | None:
+        return self._one(conn or self.conn, "SELECT * FROM resources WHERE id = ?", (id_,))
+
+    def get_many(self, ids: list[str]) -> dict[str, Resource]:
+        out: dict[str, Resource] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT * FROM resources WHERE id IN ({','.join('?' * len(chunk))})"
+            for row in self.db.query(q, chunk):
+                out[row["id"]] = Resource.from_row(row)
+        return out
+
+    def by_location(self, conn: sqlite3.Connection, connection: str, path: str) -> Resource | None:
+        return self._one(conn, "SELECT * FROM resources WHERE connection = ? AND path = ?",
+                         (connection, path))
+
+    @staticmethod
+    def _one(conn: sqlite3.Connection, sql: str, params: tuple) -> Resource | None:
+        cur = conn.execute(sql, params)
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return Resource.from_row(dict(zip([d[0] for d in cur.description], row)))
+
+    def upsert(self, conn: sqlite3.Connection, res: Resource, text: str | None) -> None:
+        row = res.to_row()
+        cols = list(row)
+        conn.execute(
+            f"INSERT OR REPLACE INTO resources ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+            [row[c] for c in cols])
+        conn.execute("INSERT OR REPLACE INTO extracts(id, text) VALUES (?, ?)", (res.id, text or ""))
+        self.enqueue_index(conn, res.id)
+
+    def delete(self, conn: sqlite3.Connection, id_: str) -> None:
+        conn.execute("DELETE FROM resources WHERE id = ?", (id_,))
+        conn.execute("DELETE FROM extracts WHERE id = ?", (id_,))
+        self.enqueue_index(conn, id_)
+
+    def extract_text(self, id_: str) -> str:
+        row = self.conn.execute("SELECT text FROM extracts WHERE id = ?", (id_,)).fetchone()
+        return row[0] if row else ""
+
+    def extract_texts(self, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT id, text FROM extracts WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update({r[0]: r[1] for r in self.conn.execute(q, chunk)})
+        return out
+
+    def iter_resources(self, where: str = "1=1", params: tuple = (), batch: int = 1000) -> Iterator[Resource]:
+        last = ""
+        while True:
+            rows = list(self.db.query(
+                f"SELECT * FROM resources WHERE ({where}) AND id > ? ORDER BY id LIMIT {batch}",
+                (*params, last)))
+            if not rows:
+                return
+            for row in rows:
+                yield Resource.from_row(row)
+            last = rows[-1]["id"]
+
+    def count(self, where: str = "1=1", params: tuple = ()) -> int:
+        return self.conn.execute(f"SELECT COUNT(*) FROM resources WHERE {where}", params).fetchone()[0]
+
+    # -- index outbox ------------------------------------------------------------------
+    def enqueue_index(self, conn: sqlite3.Connection, id_: str) -> None:
+        conn.execute("INSERT INTO index_outbox(resource_id) VALUES (?)", (id_,))
+
+    def pending_index(self, limit: int = 5000) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT id, resource_id FROM index_outbox ORDER BY id LIMIT ?", (limit,))]
+
+    def ack_index(self, upto: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM index_outbox WHERE id <= ?", (upto,))
+
+    def outbox_size(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM index_outbox").fetchone()[0]
+
+    # -- intents -----------------------------------------------------------------------
+    def add_intent(self, kind: str, payload: dict, now: float) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO intents(kind, payload, created_at) VALUES (?,?,?)",
+                               (kind, json.dumps(payload), now))
+            return int(cur.lastrowid)
+
+    def drop_intent(self, conn: sqlite3.Connection, intent_id: int) -> None:
+        conn.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+
+    def intents(self) -> list[tuple[int, str, dict]]:
+        return [(r[0], r[1], json.loads(r[2])) for r in
+                self.conn.execute("SELECT id, kind, payload FROM intents ORDER BY id")]
+
+    # -- slots -------------------------------------------------------------------------
+    def put_slot(self, slot: Slot) -> Slot:
+        with self.transaction() as conn:
+            old = conn.execute("SELECT created_at FROM slots WHERE workspace=? AND name=?",
+                               (slot.workspace, slot.name)).fetchone()
+            if old:
+                slot.created_at = old[0]
+            conn.execute("INSERT OR REPLACE INTO slots VALUES (?,?,?,?,?,?)",
+                         (slot.workspace, slot.name, slot.connection, slot.root,
+                          slot.created_at, slot.updated_at))
+        return slot
+
+    def get_slot(self, workspace: str, name: str) -> Slot | None:
+        row = self.conn.execute("SELECT * FROM slots WHERE workspace=? AND name=?",
+                                (workspace, name)).fetchone()
+        return Slot(*row) if row else None
+
+    def list_slots(self, workspace: str | None = None) -> list[Slot]:
+        if workspace is None:
+            rows = self.conn.execute("SELECT * FROM slots ORDER BY workspace, name")
+        else:
+            rows = self.conn.execute("SELECT * FROM slots WHERE workspace=? ORDER BY name", (workspace,))
+        return [Slot(*r) for r in rows]
+
+    # -- idempotency -------------------------------------------------------------------
+    def idempotency(self, conn: sqlite3.Connection, workspace: str, key: str) -> tuple[str, str] | None:
+        row = conn.execute("SELECT request_hash, resource_id FROM idempotency WHERE workspace=? AND key=?",
+                           (workspace, key)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def put_idempotency(self, conn: sqlite3.Connection, workspace: str, key: str,
+                        request_hash: str, resource_id: str, now: float) -> None:
+        conn.execute("INSERT INTO idempotency VALUES (?,?,?,?,?)",
+                     (workspace, key, request_hash, resource_id, now))

@@ -1,0 +1,189 @@
+"""The `platform` backend: blobs as plain files under the data home.
+
+Writes go to ``<home>/tmp`` (same filesystem, so the final rename is atomic), are
+hashed while streaming, fsynced, then renamed into place. Memory stays flat: one chunk
+at a time. Keys are resolved and checked so that nothing escapes the root.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from .backend import BlobStat, BlobWriter, StorageBackend
+from .errors import InvalidPath, TooLarge
+
+STAGING_SUFFIX = ".part"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalWriter(BlobWriter):
+    def __init__(self, backend: "LocalBackend", key: str, max_bytes: int) -> None:
+        self.backend = backend
+        self.key = key
+        self.max_bytes = max_bytes
+        self.target = backend.path_for(key)
+        self.tmp = backend.tmp_dir / f"{uuid.uuid4().hex}{STAGING_SUFFIX}"
+        self.staging_ref = str(self.tmp)
+        self._fh = open(self.tmp, "wb")
+        # The lock says "a live writer owns this file": recovery removes only staged
+        # files whose owner died (the kernel drops the lock with the process).
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.sha256 = ""
+        self._done = False
+
+    def write(self, chunk: bytes) -> None:
+        if self.size + len(chunk) > self.max_bytes:
+            self.abort()
+            raise TooLarge(
+                f"body exceeds the tier limit of {self.max_bytes:,} bytes; nothing was kept",
+                limit=self.max_bytes)
+        self._fh.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self.sha256 = self._hash.hexdigest()
+
+    def read_staged(self, max_bytes: int) -> bytes:
+        with open(self.tmp, "rb") as fh:
+            return fh.read(max_bytes)
+
+    def staged_path(self) -> str | None:
+        return str(self.tmp)
+
+    def publish(self) -> None:
+        # A concurrent delete may tidy away an empty folder between mkdir and replace.
+        for attempt in range(5):
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(self.tmp, self.target)
+                break
+            except FileNotFoundError:
+                if attempt == 4 or not self.tmp.exists():
+                    raise
+        _fsync_dir(self.target.parent)
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._fh.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+class LocalBackend(StorageBackend):
+    family = "platform"
+
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = root.resolve()
+        self.tmp_dir = tmp_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        # Keys are validated by the layout already; this is the last line of defence
+        # against escaping the root (e.g. through a symlinked folder).
+        if key.startswith("/") or "\\" in key or "\x00" in key or \
+                any(seg in ("", ".", "..") for seg in key.split("/")):
+            raise InvalidPath(f"invalid storage key {key!r}")
+        path = (self.root / key)
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root):
+            raise InvalidPath(f"storage key {key!r} escapes the storage root")
+        return path
+
+    def open_write(self, key: str, max_bytes: int) -> LocalWriter:
+        return LocalWriter(self, key, max_bytes)
+
+    def open_read(self, key: str, start: int = 0, end: int | None = None,
+                  chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        fh = open(self.path_for(key), "rb")  # raises FileNotFoundError up front
+
+        def gen() -> Iterator[bytes]:
+            with fh:
+                fh.seek(start)
+                remaining = None if end is None else end - start + 1
+                while remaining is None or remaining > 0:
+                    n = chunk_size if remaining is None else min(chunk_size, remaining)
+                    chunk = fh.read(n)
+                    if not chunk:
+                        return
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+        return gen()
+
+    def stat(self, key: str) -> BlobStat:
+        st = self.path_for(key).stat()
+        return BlobStat(key, st.st_size, st.st_mtime)
+
+    def delete(self, key: str) -> bool:
+        path = self.path_for(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        # Tidy empty folders up to the workspace, so a deleted run leaves no husk.
+        parent = path.parent
+        while parent != self.root and parent.parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+        return True
+
+    def list(self, prefix: str) -> Iterator[BlobStat]:
+        base = self.root / prefix if prefix else self.root
+        if not base.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = Path(dirpath) / name
+                rel = full.relative_to(self.root).as_posix()
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue
+                yield BlobStat(rel, st.st_size, st.st_mtime)
+
+    def staging_exists(self, staging_ref: str) -> bool:
+        return Path(staging_ref).exists()
+
+    def discard_staging(self, staging_ref: str) -> None:
+        p = Path(staging_ref)
+        if p.parent.resolve() == self.tmp_dir.resolve():
+            p.unlink(missing_ok=True)
+
+    def list_staging(self) -> Iterator[tuple[str, float]]:
+        """Staged files whose writer is gone (their lock is free)."""
+        for p in sorted(self.tmp_dir.glob(f"*{STAGING_SUFFIX}")):
+            try:
+                with open(p, "rb") as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue          # a live writer owns it
+                    yield str(p), os.fstat(fh.fileno()).st_mtime
+            except FileNotFoundError:
+                continue
