@@ -243,7 +243,7 @@ class SearchIndex:
         searcher = index.searcher()
         if text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts).
-            total = searcher.search(query, 0, count=True).count
+            total = searcher.search(query, 1, count=True).count   # limit 0 panics
             if before_seq is not None:
                 query = tantivy.Query.boolean_query([
                     (tantivy.Occur.Must, query),
@@ -273,10 +273,9 @@ class SearchIndex:
                     searcher, query, self.schema, name)
                 gen.set_max_num_chars(200)
             snippet = gen.snippet_from_doc(doc)
-            html = snippet.to_html()
             if snippet.highlighted():
-                return html
-        text = (doc.get("content") or [""])[0]
+                return snippet.to_html()
+        text = (doc.to_dict().get("content") or [""])[0]
         return html.escape(text[:200])
 
     def doc_ids(self) -> Iterator[tuple[str, int]]:

@@ -119,7 +119,7 @@ def decode_cursor(cursor: str | None, fingerprint: str) -> tuple[str, int] | Non
 
 
 # -- query text -----------------------------------------------------------------------------
-_TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+')
+_TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+(?:"[^"]*"?)?')   # field:"a b" is one token
 _OPERATORS = {"AND", "OR", "NOT"}
 
 

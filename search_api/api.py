@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Iterator, Protocol
 
+from storage.clock import rfc3339
 from storage.config import Settings
 
 from . import envelope
@@ -72,6 +73,14 @@ class EmbeddedApi:
 
     def delete(self, uri: str) -> dict:
         return envelope.record(self.service.delete(self.workspace, uri), self.base, deleted=True)
+
+    def url(self, uri: str, ttl: Any) -> dict:
+        path, expires = self.service.signed_url(self.workspace, uri, ttl)
+        return envelope.plain({"url": f"{self.base}{path}", "expires-at": rfc3339(expires)})
+
+    def workflow_delete(self, workflow_id: str, tier: str | None) -> dict:
+        removed = self.service.delete_workflow(self.workspace, workflow_id, tier)
+        return envelope.plain({"deleted": [r.uri for r in removed]}, count=len(removed))
 
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict:
         p = self.service.workflow_resources(self.workspace, workflow_id, step, limit, cursor)

@@ -193,6 +193,16 @@ def read(uri: str, output: str | None, fmt: str | None) -> None:
         api.close()
 
 
+@main.command()
+@click.argument("uri")
+@click.option("--ttl", type=int, default=None, help="Seconds the link is valid (60..86400, default 3600).")
+@format_option
+@run
+def url(api, uri: str, ttl: int | None) -> dict:
+    """A signed link to the content that needs no key."""
+    return api.url(uri, ttl)
+
+
 @main.command(name="list")
 @filter_options
 @format_option
@@ -247,6 +257,17 @@ def workflow_list(api, workflow_id: str, limit, cursor) -> dict:
 def workflow_step(api, workflow_id: str, step_id: str, limit, cursor) -> dict:
     """Resources of one step of a workflow run."""
     return api.workflow(workflow_id, step_id, limit, cursor)
+
+
+@workflow.command(name="delete")
+@click.argument("workflow_id")
+@click.option("--tier", type=click.Choice(["retained", "ephemeral"]), default=None,
+              help="Only this tier.")
+@format_option
+@run
+def workflow_delete(api, workflow_id: str, tier: str | None) -> dict:
+    """A run's cleanup: delete every resource it produced."""
+    return api.workflow_delete(workflow_id, tier)
 
 
 @main.group(name="search-index")
@@ -319,6 +340,44 @@ def slots_bind(api, slot: str, root: str, connection: str) -> dict:
 def slots_list(api) -> dict:
     """The workspace's slots."""
     return api.slots_list()
+
+
+@main.group()
+def keys() -> None:
+    """API keys (stored hashed; the key is printed once)."""
+
+
+@keys.command(name="create")
+@click.option("--workspace", required=True, help="The key's workspace.")
+@click.option("--scope", "scopes", required=True, multiple=True,
+              help="resources.read, resources.write, workspace.admin (comma list or repeated).")
+@click.option("--name", default=None, help="A label for the key.")
+@format_option
+@run
+def keys_create(api, workspace: str, scopes: tuple[str, ...], name: str | None) -> dict:
+    """Create a key for WORKSPACE with scopes; prints it once."""
+    service = api.service
+    flat = [s for item in scopes for s in item.split(",")]
+    key_id, key = service.keys.create(workspace, flat, name, service.now())
+    return {"data": {"id": key_id, "key": key, "workspace": workspace,
+                     "scopes": sorted(set(s.strip() for s in flat if s.strip()))},
+            "meta": {"note": "store this key now: only its hash is kept"}}
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, type=int, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API (and web view) with uvicorn on the data home."""
+    import uvicorn
+
+    from storage.config import Settings
+
+    from .app import create_app
+    settings = Settings.from_env()
+    if not os.environ.get("RESOURCES_PUBLIC_URL"):
+        settings.public_url = f"http://{host}:{port}"
+    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
 
 
 @main.command()

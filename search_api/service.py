@@ -36,6 +36,9 @@ from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, n
                              parse_uri)
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
+from .auth import KeyStore
+from .signing import Signer, load_secret, parse_ttl
+
 CHUNK = 1024 * 1024
 
 
@@ -124,6 +127,8 @@ class ResourceService:
         self.index = SearchIndex(settings.index_dir, self.catalog,
                                  settings.index_lock_wait_seconds, self.log)
         self.pdf = PdfWorker()
+        self.keys = KeyStore(self.catalog)
+        self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
         self._batch_depth = 0
         self._batch_lock = threading.Lock()
@@ -427,6 +432,78 @@ class ResourceService:
                 self.catalog.enqueue_index(conn, current.id)
         self._index_now()
         return current
+
+    # -- signed URLs ---------------------------------------------------------------------
+    def signed_url(self, workspace: str, uri: str, ttl: Any = None) -> tuple[str, float]:
+        """(path of the signed link, expiry). The resource must exist now."""
+        ttl = parse_ttl(ttl)
+        res = self.get(workspace, uri)
+        expires = int(self.now()) + ttl
+        return f"/signed/{self.signer.sign(workspace, res.uri, expires)}", float(expires)
+
+    def resolve_signed(self, token: str) -> tuple[str, str]:
+        return self.signer.verify(token, self.now())
+
+    # -- workflow runs -------------------------------------------------------------------
+    def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None
+                        ) -> list[Resource]:
+        """A run's cleanup: every resource of the run (optionally of one tier)."""
+        check_workspace(workspace)
+        if tier is not None and tier not in self.settings.tiers:
+            raise InvalidSpec(f"tier must be one of {', '.join(self.settings.tiers)}")
+        where, params = "workspace = ? AND workflow_id = ?", [workspace, workflow_id]
+        if tier:
+            where += " AND tier = ?"
+            params.append(tier)
+        doomed = list(self.catalog.iter_resources(where, tuple(params)))
+        for i in range(0, len(doomed), 200):
+            self.lifecycle.delete(doomed[i:i + 200])
+        self._index_now()
+        return doomed
+
+    # -- usage and health ----------------------------------------------------------------
+    def usage(self, workspace: str | None = None) -> dict[str, Any]:
+        """Bytes and counts per workspace, tier and storage root; extraction failures."""
+        where, params = ("workspace = ?", (workspace,)) if workspace else ("1=1", ())
+        rows = self.catalog.conn.execute(
+            f"SELECT workspace, tier, COALESCE(storage_root, ''), COUNT(*), COALESCE(SUM(size),0) "
+            f"FROM resources WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", params).fetchall()
+        groups = [{"workspace": w, "tier": t, "storage-root": r or None, "count": c, "bytes": b}
+                  for w, t, r, c, b in rows]
+        failures = self.catalog.conn.execute(
+            f"SELECT COUNT(*) FROM resources WHERE {where} AND "
+            f"json_extract(extraction, '$.error') IS NOT NULL", params).fetchone()[0]
+
+        def total(key: str) -> list[dict]:
+            acc: dict[str, dict] = {}
+            for g in groups:
+                k = g[key] or "(none)"
+                entry = acc.setdefault(k, {key: g[key], "count": 0, "bytes": 0})
+                entry["count"] += g["count"]
+                entry["bytes"] += g["bytes"]
+            return list(acc.values())
+        return {"workspace": workspace, "count": sum(g["count"] for g in groups),
+                "bytes": sum(g["bytes"] for g in groups), "by-tier": total("tier"),
+                "by-storage-root": total("storage-root"),
+                "by-workspace": total("workspace") if workspace is None else None,
+                "groups": groups, "extraction-failures": failures}
+
+    def health(self) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        try:
+            self.catalog.conn.execute("SELECT 1").fetchone()
+            status["catalog"] = {"ok": True, "schema-version": self.catalog.schema_version(),
+                                 "index-backlog": self.catalog.outbox_size()}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            status["catalog"] = {"ok": False, "error": str(exc)}
+        try:
+            status["index"] = {"ok": True, "documents": self.index.count()}
+        except BaseException as exc:  # noqa: BLE001 - tantivy may panic
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            status["index"] = {"ok": False, "error": str(exc)[:200]}
+        status["ok"] = status["catalog"]["ok"] and status["index"]["ok"]
+        return status
 
     # -- maintenance ---------------------------------------------------------------------
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:

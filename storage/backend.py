@@ -22,6 +22,7 @@ class BlobStat:
 class BlobWriter(abc.ABC):
     #: Where the staged bytes sit until published (a path the recovery can check).
     staging_ref: str
+    max_bytes: int
     size: int
     sha256: str
 

@@ -1,0 +1,73 @@
+"""API keys: one workspace per key, scopes, only a hash at rest.
+
+A key reads ``rk_<id>_<secret>``. The id finds the row; the secret is compared by its
+SHA-256 in constant time (the secret is 256 random bits, so a fast hash is enough: there
+is nothing to brute-force). A request for another workspace answers NotFound, exactly
+like a missing resource, before any scope is checked.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+
+from storage.catalog import Catalog
+from storage.errors import Forbidden, InvalidSpec, NotFound, Unauthorized
+from storage.layout import check_workspace
+
+SCOPES = ("resources.read", "resources.write", "workspace.admin")
+READ, WRITE, ADMIN = SCOPES
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    workspace: str
+    scopes: frozenset[str]
+
+    def require(self, workspace: str, scope: str) -> None:
+        if workspace != self.workspace:
+            raise NotFound("resource not found")
+        if scope not in self.scopes and ADMIN not in self.scopes:
+            raise Forbidden(f"this key lacks the {scope} scope")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def create(self, workspace: str, scopes: list[str], name: str | None, now: float) -> tuple[str, str]:
+        """Returns (key id, the full key). The key is shown once; only its hash is kept."""
+        check_workspace(workspace)
+        scopes = [s.strip() for s in scopes if s.strip()]
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad or not scopes:
+            raise InvalidSpec(f"unknown scope(s) {', '.join(bad) or '(none)'}; "
+                              f"use {', '.join(SCOPES)}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        with self.catalog.transaction() as conn:
+            conn.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
+                         (key_id, workspace, _hash(secret), json.dumps(sorted(set(scopes))),
+                          name or "", now))
+        return key_id, f"rk_{key_id}_{secret}"
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.startswith("rk_"):
+            raise Unauthorized("invalid API key")
+        _, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        row = self.catalog.conn.execute(
+            "SELECT workspace, hash, scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None or not hmac.compare_digest(row[1], _hash(secret)):
+            raise Unauthorized("invalid API key")
+        return Principal(key_id, row[0], frozenset(json.loads(row[2])))

@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 document of every route (served at /openapi.json)."""
+from __future__ import annotations
+
+from typing import Any
+
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+
+
+def _q(name: str, desc: str, required: bool = False, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": desc,
+            "schema": schema or _STR}
+
+
+def _p(name: str, desc: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": desc, "schema": _STR}
+
+
+WS = _p("ws", "Workspace id")
+URI = _q("uri", "Resource uri, res://v1/ws/<ws>/<type>/<id>", required=True)
+FILTERS = [
+    _q("type", "Comma list of file,result"), _q("types", "Alias of type"),
+    _q("content-sources", "Comma list of file,result (search)"),
+    _q("tier", "retained or ephemeral", schema={"type": "string", "enum": ["retained", "ephemeral"]}),
+    _q("exclude-tier", "Tier to leave out", schema={"type": "string", "enum": ["retained", "ephemeral"]}),
+    _q("storage-backend", "Backend family, e.g. platform"),
+    _q("storage-root", "Exact storage root"),
+    _q("path-prefix", "Folder-aware prefix of path-under-root"),
+    _q("slot", "Slot name (resolves to backend and root)"),
+    _q("accept", "Comma list of MIME patterns, image/* allowed"),
+    _q("tag", "Tag"), _q("workflow-id", "Workflow run id"), _q("flow", "Flow slug"),
+    _q("step", "Step id"),
+    _q("limit", "Page size 1..100 (default 20)", schema={"type": "integer", "minimum": 1, "maximum": 100}),
+    _q("cursor", "meta.next-cursor of the previous page"),
+]
+
+
+def _err(desc: str) -> dict:
+    return {"description": desc,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema_ref: str, desc: str = "OK") -> dict:
+    return {"description": desc,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+ERRORS = {"400": _err("Bad request"), "401": _err("Missing or bad key"),
+          "403": _err("Missing scope"), "404": _err("Not found")}
+SECURED = [{"bearer": []}]
+
+
+def document(server_url: str = "") -> dict[str, Any]:
+    record_props: dict[str, Any] = {
+        k: _NSTR for k in ("storage-root", "path-under-root", "slot", "flow", "step",
+                           "workflow-id", "expires-at")}
+    record_props.update({k: _STR for k in (
+        "uri", "id", "workspace", "type", "tier", "display-name", "filename", "content-type",
+        "sha256", "storage-backend", "path", "source-label", "created-at", "updated-at",
+        "webUrl")})
+    record_props.update({"size": {"type": "integer"}, "version": {"type": "integer"},
+                         "content-indexed": {"type": "boolean"},
+                         "content-truncated": {"type": "boolean"},
+                         "tags": {"type": "array", "items": _STR},
+                         "extraction": {"type": "object"}, "search-index": {"type": "object"}})
+    schemas = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": _STR, "message": _STR, "details": {"type": "object"}}}}},
+        "Record": {"type": "object", "properties": record_props,
+                   "required": ["uri", "id", "workspace", "type", "tier", "size", "sha256", "webUrl"]},
+        "SearchItem": {"allOf": [{"$ref": "#/components/schemas/Record"}, {
+            "type": "object", "properties": {"score": {"type": "number"}, "snippet": _STR}}]},
+        "RecordEnvelope": {"type": "object", "required": ["data", "meta"], "properties": {
+            "data": {"$ref": "#/components/schemas/Record"}, "meta": {"type": "object"}}},
+        "PageEnvelope": {"type": "object", "required": ["data", "meta"], "properties": {
+            "data": {"type": "object", "properties": {"items": {
+                "type": "array", "items": {"$ref": "#/components/schemas/SearchItem"}}}},
+            "meta": {"type": "object", "properties": {
+                "total": {"type": "integer"}, "count": {"type": "integer"},
+                "limit": {"type": "integer"}, "next-cursor": _NSTR}}}},
+        "Envelope": {"type": "object", "required": ["data"], "properties": {
+            "data": {}, "meta": {"type": "object"}}},
+        "PersistSpec": {"type": "object", "properties": {
+            "type": {"type": "string", "enum": ["blob", "kv"]},
+            "tier": {"type": "string", "enum": ["retained", "ephemeral"]},
+            "slot": _STR, "path": _STR, "filename": _STR, "content-type": _STR,
+            "display-name": _STR, "params": {"type": "object"}, "flow": _STR, "step": _STR,
+            "workflow-id": _STR, "ttl-seconds": {"type": "integer", "minimum": 1},
+            "tags": {"type": "array", "items": _STR},
+            "search-index": {"$ref": "#/components/schemas/SearchIndex"}}},
+        "SearchIndex": {"type": "object", "properties": {
+            "text": _NSTR, "tags": {"type": "array", "items": _STR}, "source-label": _NSTR,
+            "include-raw-content": {"type": ["boolean", "null"]}}},
+        "SlotBinding": {"type": "object", "required": ["root"], "properties": {
+            "connection": _STR, "root": _STR}},
+        "KvPut": {"type": "object", "required": ["value"], "properties": {
+            "value": {}, "ttl": {"type": "integer", "minimum": 1},
+            "if-version": {"type": "integer", "minimum": 0}}},
+    }
+    binary = {"description": "The bytes", "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {"summary": "Liveness: catalog and index status", "responses": {
+            "200": _ok("Envelope"), "503": _ok("Envelope", "A dependency is down")}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {
+            "200": {"description": "OpenAPI document", "content": {"application/json": {
+                "schema": {"type": "object"}}}}}}},
+        "/signed/{token}": {"get": {"summary": "Content through a signed link (no key)",
+                                    "parameters": [_p("token", "Signed token")],
+                                    "responses": {"200": binary, "206": binary,
+                                                  "403": _err("Tampered or expired"),
+                                                  "404": _err("Gone")}}},
+        "/v1/{ws}/resources": {
+            "post": {"summary": "Persist: raw body streamed, spec in X-Persist-Spec",
+                     "security": SECURED,
+                     "parameters": [WS,
+                                    {"name": "X-Persist-Spec", "in": "header", "required": False,
+                                     "description": "Persist spec as JSON",
+                                     "schema": _STR},
+                                    {"name": "Idempotency-Key", "in": "header", "required": False,
+                                     "schema": _STR}],
+                     "requestBody": {"required": False, "content": {"application/octet-stream": {
+                         "schema": {"type": "string", "format": "binary"}}}},
+                     "responses": {"201": _ok("RecordEnvelope", "Created"),
+                                   "200": _ok("RecordEnvelope", "Replay or slot rewrite"),
+                                   "409": _err("Idempotency conflict"),
+                                   "413": _err("Over the tier limit"), **ERRORS}},
+            "get": {"summary": "List, newest first", "security": SECURED,
+                    "parameters": [WS, *FILTERS],
+                    "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},
+        "/v1/{ws}/resources/search": {"get": {
+            "summary": "Search with filters", "security": SECURED,
+            "parameters": [WS, _q("q", "Words, \"phrases\", AND/OR/-, field:value"),
+                           _q("keyword-mode", "all, any or balanced",
+                              schema={"type": "string", "enum": ["all", "any", "balanced"]}),
+                           *FILTERS],
+            "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},
+        "/v1/{ws}/resources/by-uri": {
+            "get": {"summary": "The record", "security": SECURED, "parameters": [WS, URI],
+                    "responses": {"200": _ok("RecordEnvelope"), **ERRORS}},
+            "delete": {"summary": "Delete blob, record and index entry", "security": SECURED,
+                       "parameters": [WS, URI],
+                       "responses": {"200": _ok("RecordEnvelope"), **ERRORS}}},
+        "/v1/{ws}/resources/content": {"get": {
+            "summary": "The bytes (Range, ETag, If-None-Match)", "security": SECURED,
+            "parameters": [WS, URI, {"name": "Range", "in": "header", "schema": _STR},
+                           {"name": "If-None-Match", "in": "header", "schema": _STR}],
+            "responses": {"200": binary, "206": binary, "304": {"description": "Not modified"},
+                          "416": _err("Range not satisfiable"), **ERRORS}}},
+        "/v1/{ws}/resources/url": {"get": {
+            "summary": "A signed link", "security": SECURED,
+            "parameters": [WS, URI, _q("ttl", "Seconds, 60..86400 (default 3600)",
+                                       schema={"type": "integer", "minimum": 60, "maximum": 86400})],
+            "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/resources/search-index": {
+            "get": {"summary": "Show overrides", "security": SECURED, "parameters": [WS, URI],
+                    "responses": {"200": _ok("RecordEnvelope"), **ERRORS}},
+            "post": {"summary": "Replace (op=replace), merge (op=update) or clear overrides",
+                     "security": SECURED,
+                     "parameters": [WS, URI, _q("op", "replace, update or clear", schema={
+                         "type": "string", "enum": ["replace", "update", "clear"]})],
+                     "requestBody": {"required": False, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/SearchIndex"}}}},
+                     "responses": {"200": _ok("RecordEnvelope"), **ERRORS}}},
+        "/v1/{ws}/workflows/{workflow_id}/resources": {
+            "get": {"summary": "What a run produced", "security": SECURED,
+                    "parameters": [WS, _p("workflow_id", "Workflow run id"), _q("step", "Step id"),
+                                   _q("limit", "Page size", schema={"type": "integer", "minimum": 1,
+                                                                   "maximum": 100}),
+                                   _q("cursor", "Cursor")],
+                    "responses": {"200": _ok("PageEnvelope"), **ERRORS}},
+            "delete": {"summary": "A run's cleanup", "security": SECURED,
+                       "parameters": [WS, _p("workflow_id", "Workflow run id"),
+                                      _q("tier", "Only this tier", schema={
+                                          "type": "string", "enum": ["retained", "ephemeral"]})],
+                       "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/usage": {"get": {"summary": "Bytes and counts per tier and root",
+                                   "security": SECURED, "parameters": [WS],
+                                   "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/slots/{slot}": {"put": {
+            "summary": "Bind a slot (workspace.admin)", "security": SECURED,
+            "parameters": [WS, _p("slot", "Slot name")],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/SlotBinding"}}}},
+            "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/slots": {"get": {"summary": "List slots", "security": SECURED,
+                                   "parameters": [WS],
+                                   "responses": {"200": _ok("Envelope"), **ERRORS}}},
+    }
+    for extra in EXTRA_PATHS:
+        paths.update(extra())
+    return {"openapi": "3.1.0",
+            "info": {"title": "Resource search and indexing service", "version": "0.1.0",
+                     "description": "Persist workflow outputs as res:// refs; search, list, "
+                                    "read and sign links to them."},
+            "servers": [{"url": server_url or "/"}],
+            "paths": paths,
+            "components": {"schemas": schemas, "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+#: Other modules (KV store, Breyta face) register their paths here.
+EXTRA_PATHS: list = []

@@ -1,0 +1,80 @@
+"""Signed URLs: HMAC-SHA256 over (workspace, uri, expiry) with the server's secret.
+
+The secret is 32 random bytes created on first start in the data home with mode 0600.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from pathlib import Path
+
+from storage.errors import BadSignature, InvalidSpec
+
+MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86_400, 3_600
+
+
+def load_secret(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:          # another process won the race
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(os.urandom(32))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path.read_bytes()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def parse_ttl(value: object) -> int:
+    if value in (None, ""):
+        return DEFAULT_TTL
+    try:
+        ttl = int(str(value))
+    except ValueError:
+        raise InvalidSpec(f"ttl must be an integer number of seconds, not {value!r}") from None
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise InvalidSpec(f"ttl must be between {MIN_TTL} and {MAX_TTL} seconds")
+    return ttl
+
+
+class Signer:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+    def sign(self, workspace: str, uri: str, expires: int) -> str:
+        payload = json.dumps([workspace, uri, expires], separators=(",", ":")).encode()
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def verify(self, token: str, now: float) -> tuple[str, str]:
+        """(workspace, uri) of a valid, unexpired token; BadSignature otherwise."""
+        try:
+            body, _, mac = token.partition(".")
+            payload = _unb64(body)
+            good = hmac.compare_digest(_unb64(mac), self._mac(payload))
+            workspace, uri, expires = json.loads(payload)
+        except Exception:
+            raise BadSignature("signature is not valid") from None
+        if not good:
+            raise BadSignature("signature is not valid")
+        if now >= int(expires):
+            raise BadSignature("signed URL has expired")
+        return workspace, uri
