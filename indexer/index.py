@@ -31,6 +31,7 @@ import tantivy
 
 from storage.catalog import Catalog
 from storage.errors import IndexBusy
+from storage.faults import fault
 
 from .query import Filters, filter_clauses
 from .schema import SCHEMA_VERSION, SNIPPET_FIELDS, build_schema, make_document
@@ -205,7 +206,9 @@ class SearchIndex:
                         res = records.get(id_)
                         if res is not None:
                             writer.add_document(make_document(res, texts.get(id_, "")))
+                    fault("index.before_commit")
                     writer.commit()
+                    fault("index.after_commit")
                     # Consuming the writer waits for merges (bounded segment count) and
                     # releases the directory lock for other processes.
                     writer.wait_merging_threads()

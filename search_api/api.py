@@ -96,6 +96,26 @@ class EmbeddedApi:
             res = svc.clear_overrides(self.workspace, uri)
         return envelope.record(res, self.base)
 
+    def kv_set(self, key: str, value: Any, ttl: Any, if_version: Any) -> dict:
+        entry, created = self.service.kv.set(self.workspace, key, value, ttl, if_version)
+        return envelope.plain(entry.to_json(), created=created)
+
+    def kv_get(self, key: str, resolve: bool) -> dict:
+        entry = self.service.kv.get(self.workspace, key)
+        data = entry.to_json()
+        if resolve:
+            data["refs"] = self.service.resolve_refs(self.workspace, entry)
+        return envelope.plain(data)
+
+    def kv_delete(self, key: str) -> dict:
+        return envelope.plain(self.service.kv.delete(self.workspace, key).to_json(), deleted=True)
+
+    def kv_list(self, prefix: str, limit: Any, cursor: str | None) -> dict:
+        from indexer.query import parse_limit
+        entries, total, nxt = self.service.kv.list(self.workspace, prefix, parse_limit(limit), cursor)
+        return envelope.plain({"items": [e.to_json() for e in entries]}, total=total,
+                              count=len(entries), **{"next-cursor": nxt})
+
     def slots_bind(self, slot: str, root: str, connection: str) -> dict:
         s = self.service.bind_slot(self.workspace, slot, root, connection)
         return envelope.plain(self.service.slot_json(s))

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from storage.config import Settings
 from storage.errors import RangeNotSatisfiable, ResourceError
 
+from .kv_routes import kv_routes
 from .routes import routes
 from .service import ResourceService
 
@@ -89,7 +90,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if bg:
                 bg.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+    app = Starlette(routes=[*routes, *kv_routes], lifespan=lifespan, exception_handlers={
         ResourceError: resource_error, HTTPException: http_error, Exception: internal_error})
     app.state.service = service
     return app

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from storage.errors import ResourceError
+from storage.errors import BadRequest, ResourceError
 
 from .api import make_api
 from .output import default_format, emit, emit_error
@@ -343,6 +343,66 @@ def slots_list(api) -> dict:
 
 
 @main.group()
+def kv() -> None:
+    """The KV pointer store: small JSON values (often {"ref": "res://..."}) with TTL."""
+
+
+def _int_or_none(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{what} must be a whole number, not {value!r}") from None
+
+
+@kv.command(name="set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--ttl", default=None, help="Expire after N seconds.")
+@click.option("--if-version", default=None, help="Compare-and-set: current version (0: only if absent).")
+@format_option
+@run
+def kv_set(api, key: str, value: str, ttl: str | None, if_version: str | None) -> dict:
+    """Set KEY to the JSON VALUE."""
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise BadRequest(f"VALUE is not JSON: {exc}") from None
+    return api.kv_set(key, parsed, _int_or_none(ttl, "--ttl"), _int_or_none(if_version, "--if-version"))
+
+
+@kv.command(name="get")
+@click.argument("key")
+@click.option("--resolve", is_flag=True, help="Also return the records of res:// refs in the value.")
+@format_option
+@run
+def kv_get(api, key: str, resolve: bool) -> dict:
+    """Get KEY's value (and version, times)."""
+    return api.kv_get(key, resolve)
+
+
+@kv.command(name="delete")
+@click.argument("key")
+@format_option
+@run
+def kv_delete(api, key: str) -> dict:
+    """Delete KEY."""
+    return api.kv_delete(key)
+
+
+@kv.command(name="list")
+@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.option("--limit", default=None)
+@click.option("--cursor", default=None)
+@format_option
+@run
+def kv_list(api, prefix: str, limit, cursor) -> dict:
+    """Keys, newest first."""
+    return api.kv_list(prefix, limit, cursor)
+
+
+@main.group()
 def keys() -> None:
     """API keys (stored hashed; the key is printed once)."""
 
@@ -378,6 +438,61 @@ def serve(host: str, port: int) -> None:
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{host}:{port}"
     uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed (retention preview).")
+@format_option
+@run
+def gc(api, dry_run: bool) -> dict:
+    """Delete every resource past its expires-at (blob, record, index entry together)."""
+    result = api.service.gc(dry_run=dry_run)
+    return {"data": result, "meta": {"count": result["count"]}}
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed; say what could not.")
+@click.option("--quick", is_flag=True, help="Skip hashing blob bytes (sizes are still checked).")
+@format_option
+def doctor(repair: bool, quick: bool, fmt: str | None) -> None:
+    """Compare catalog, blobs and index; report problems by kind; exit 1 while any remain."""
+    from . import doctor as doctor_mod
+    fmt = fmt or default_format()
+    api = make_api()
+    try:
+        report = doctor_mod.run(api.service, do_repair=repair, verify_bytes=not quick)
+    except ResourceError as exc:
+        emit_error(exc, fmt)
+        sys.exit(exc.exit_code)
+    finally:
+        api.close()
+    if fmt == "json":
+        emit({"data": report, "meta": {"ok": report["ok"]}}, fmt)
+    else:
+        _print_doctor(report)
+    sys.exit(0 if report["ok"] else 1)
+
+
+def _print_doctor(report: dict) -> None:
+    for item in report.get("repaired", []):
+        click.echo(f"repaired  {item['kind']:<18} {item['subject']}: {item['action']}")
+    for item in report.get("not-repaired", []):
+        click.echo(f"NOT fixed {item['kind']:<18} {item['subject']}: {item['reason']}")
+    for p in report["problems"]:
+        click.echo(f"problem   {p['kind']:<18} {p['subject']} {p['detail']}")
+    click.echo("counts: " + ", ".join(f"{k}={v}" for k, v in report["counts"].items()))
+    usage = report["usage"]
+    click.echo(f"usage: {usage['count']} resources, {usage['bytes']:,} bytes; "
+               f"extraction failures: {usage['extraction-failures']}")
+    for g in usage["groups"]:
+        click.echo(f"  {g['workspace']:<16} {g['tier']:<10} {g['storage-root'] or '-':<24} "
+                   f"{g['count']:>8} {g['bytes']:>14,}")
+    dangling = report.get("dangling-kv-refs")
+    if dangling:
+        click.echo(f"dangling kv refs: {dangling['count']}")
+        for d in dangling["items"]:
+            click.echo(f"  {d['key']} -> {d['uri']} ({d['reason']})")
+    click.echo("ok" if report["ok"] else "problems remain")
 
 
 @main.command()

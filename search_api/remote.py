@@ -141,6 +141,29 @@ class RemoteApi:
         return self._json("POST", self._ws("/resources/search-index"),
                           params={"uri": uri, "op": op}, json=changes or {})
 
+    def kv_set(self, key: str, value: Any, ttl: Any, if_version: Any) -> dict:
+        body: dict[str, Any] = {"value": value}
+        if ttl is not None:
+            body["ttl"] = ttl
+        if if_version is not None:
+            body["if-version"] = if_version
+        return self._json("PUT", self._ws(f"/kv/{_seg(key)}"), json=body)
+
+    def kv_get(self, key: str, resolve: bool) -> dict:
+        params = {"resolve": "true"} if resolve else {}
+        return self._json("GET", self._ws(f"/kv/{_seg(key)}"), params=params)
+
+    def kv_delete(self, key: str) -> dict:
+        return self._json("DELETE", self._ws(f"/kv/{_seg(key)}"))
+
+    def kv_list(self, prefix: str, limit: Any, cursor: str | None) -> dict:
+        params = {"prefix": prefix}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", self._ws("/kv"), params=params)
+
     def slots_bind(self, slot: str, root: str, connection: str) -> dict:
         return self._json("PUT", self._ws(f"/slots/{_seg(slot)}"),
                           json={"root": root, "connection": connection})

@@ -25,6 +25,7 @@ from storage import clock
 from storage.backend import BlobWriter, StorageBackend
 from storage.catalog import Catalog
 from storage.config import Settings
+from storage.faults import fault
 from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
 from storage.layout import (check_root, check_slot_name, check_workspace,
@@ -34,6 +35,7 @@ from storage.lifecycle import CommitLock, Lifecycle
 from storage.local import LocalBackend
 from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
                              parse_uri)
+from storage.kv import KvEntry, KvStore, find_uris
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
@@ -93,6 +95,7 @@ class PersistJob:
     def write(self, chunk: bytes) -> None:
         try:
             self.writer.write(chunk)
+            fault("persist.streaming")
         except BaseException:
             self.abort()
             raise
@@ -128,6 +131,7 @@ class ResourceService:
                                  settings.index_lock_wait_seconds, self.log)
         self.pdf = PdfWorker()
         self.keys = KeyStore(self.catalog)
+        self.kv = KvStore(self.catalog, self.now)
         self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
         self._batch_depth = 0
@@ -209,6 +213,7 @@ class ResourceService:
     def _commit(self, job: PersistJob) -> PersistResult:
         spec, writer = job.spec, job.writer
         writer.finish()
+        fault("persist.after_fsync")
         staged = writer.staged_path()
         head = writer.read_staged(2048)
         if spec.type == "kv":
@@ -229,6 +234,7 @@ class ResourceService:
                             s.extract_max_chars, self.pdf, s.pdf_max_pages,
                             s.pdf_timeout_seconds) if staged else None
         text = extracted.text if extracted else ""
+        fault("persist.after_extract")
         outcome = extracted.outcome if extracted else Extraction()
         now = self.now()
         tier = s.tiers[spec.tier]
@@ -461,6 +467,61 @@ class ResourceService:
         self._index_now()
         return doomed
 
+    # -- KV pointer store ----------------------------------------------------------------
+    def resolve_refs(self, workspace: str, entry: KvEntry) -> dict[str, Any]:
+        """For every res:// uri inside the value: its record, or null with a reason."""
+        refs: dict[str, Any] = {}
+        for uri in find_uris(entry.value):
+            try:
+                refs[uri] = {"record": self.get(workspace, uri).to_json(self.settings.public_url),
+                             "reason": None}
+            except NotFound:
+                refs[uri] = {"record": None, "reason": self._gone_reason(workspace, uri)}
+        return refs
+
+    def _gone_reason(self, workspace: str, uri: str) -> str:
+        try:
+            ws, _, id_ = parse_uri(uri)
+        except NotFound:
+            return "missing"
+        res = self.catalog.get(id_)
+        if res is not None and ws == workspace == res.workspace and res.expires_at is not None \
+                and res.expires_at <= self.now():
+            return "expired"
+        return "missing"
+
+    def dangling_refs(self) -> list[dict[str, str]]:
+        out = []
+        for entry in self.kv.iter_all():
+            for uri in find_uris(entry.value):
+                try:
+                    self.get(entry.workspace, uri)
+                except NotFound:
+                    out.append({"workspace": entry.workspace, "key": entry.key, "uri": uri,
+                                "reason": self._gone_reason(entry.workspace, uri)})
+        return out
+
+    # -- retention -----------------------------------------------------------------------
+    def expired(self) -> list[Resource]:
+        return list(self.catalog.iter_resources(
+            "expires_at IS NOT NULL AND expires_at <= ?", (self.now(),)))
+
+    def gc(self, dry_run: bool = False) -> dict[str, Any]:
+        """Delete every resource past its expires-at (blob, record and index entry
+        together) and expired KV keys. ``dry_run`` only previews."""
+        doomed = self.expired()
+        kv_expired = self.kv.expired_keys() if hasattr(self, "kv") else []
+        if not dry_run:
+            for i in range(0, len(doomed), 200):
+                self.lifecycle.delete(doomed[i:i + 200])
+                fault("gc.after_batch")
+            if hasattr(self, "kv"):
+                self.kv.sweep()
+            self._index_now()
+        return {"dry-run": dry_run, "removed": [r.uri for r in doomed],
+                "count": len(doomed), "bytes": sum(r.size for r in doomed),
+                "kv-removed": kv_expired}
+
     # -- usage and health ----------------------------------------------------------------
     def usage(self, workspace: str | None = None) -> dict[str, Any]:
         """Bytes and counts per workspace, tier and storage root; extraction failures."""
@@ -510,6 +571,23 @@ class ResourceService:
         count = self.index.rebuild(progress)
         self.index.try_sync()
         return count
+
+    # -- watch ---------------------------------------------------------------------------
+    def forget_location(self, connection: str, key: str) -> Resource | None:
+        """Another program removed the blob at ``key``: drop its record and index entry.
+        Nothing happens when no record lives there or the file is back (no data loss)."""
+        with self.lifecycle.lock.held():
+            res = self.catalog.by_location(self.catalog.conn, connection, key)
+            if res is None:
+                return None
+            try:
+                self.backends[connection].stat(key)
+                return None          # recreated meanwhile: the watcher re-registers it
+            except FileNotFoundError:
+                pass
+            self.lifecycle.delete([res])
+        self._index_now()
+        return res
 
 
 def _check_json(path: str | None) -> None:
