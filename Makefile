@@ -8,7 +8,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8080
 export RESOURCES_HOME ?= $(CURDIR)/.resources
 
-.PHONY: run test deps sysdeps fixtures bench bench-quick clean
+.PHONY: run test deps sysdeps fixtures load-fixtures bench bench-quick clean
 
 sysdeps:
 	@bash .ci/sysdeps.sh
@@ -30,6 +30,9 @@ test: deps
 
 fixtures: deps
 	$(BIN)/python fixtures/make_fixtures.py
+
+load-fixtures: deps
+	$(BIN)/python -m search_api.demo --load-only
 
 bench: deps
 	$(BIN)/python -m bench.run --full

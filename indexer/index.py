@@ -97,7 +97,9 @@ class SearchIndex:
             if self.link.exists() and not self.link.is_symlink():
                 # An old plain directory at the link path: move it aside first.
                 shutil.rmtree(self.link, ignore_errors=True)
-            self._log(f"search index {reason}: rebuilding from the catalog")
+            if reason != "missing" or self.catalog.count():
+                # A fresh data home builds its empty index silently (clean stderr).
+                self._log(f"search index {reason}: rebuilding from the catalog")
             self.rebuild()
 
     def _current(self) -> tantivy.Index:

@@ -63,6 +63,8 @@ def extract_pdf_text(path: str, max_pages: int, max_chars: int) -> PdfText:
 
 
 def _worker(conn: Connection) -> None:
+    import logging
+    logging.getLogger("pypdf").setLevel(logging.ERROR)   # broken files are expected here
     _limit_pypdf()
     while True:
         try:

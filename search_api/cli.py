@@ -512,5 +512,35 @@ def reindex(api) -> dict:
     return {"data": {"reindexed": count}, "meta": {}}
 
 
+@main.command()
+@click.option("--once-for", type=float, default=None, hidden=True,
+              help="Stop after N seconds (tests).")
+@format_option
+@run
+def watch(api, once_for: float | None) -> dict:
+    """Register files other programs write into bound slot folders (until Ctrl-C).
+
+    A file created or changed under a slot's root becomes a resource of that slot (or a
+    new version); a deleted file loses its record. Ignores tmp/ and *.part.
+    """
+    import signal
+    import threading
+
+    from indexer.watch import SlotWatcher
+    if "service" not in dir(type(api)):
+        raise BadRequest("watch works on the local data home: unset RESOURCES_API_URL "
+                         "and run it on the machine that holds $RESOURCES_HOME")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    watcher = SlotWatcher(api.service)
+    try:
+        watcher.run(stop, once_for=once_for)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return {"data": watcher.stats.to_json(), "meta": {}}
+
+
 if __name__ == "__main__":
     main()

@@ -48,6 +48,8 @@ def _sha256(path: Path) -> str:
 def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     for intent_id, kind, payload in svc.catalog.intents():
+        if kind == "gc":
+            continue          # a sweep in progress (or finished at next start)
         problems.append(Problem("pending-operation", f"intent {intent_id}", kind))
     for backend in svc.backends.values():
         for ref, _ in backend.list_staging():

@@ -221,12 +221,12 @@ async def signed_content(request: Request) -> Response:
 async def search_index(request: Request) -> Response:
     ws = request.path_params["ws"]
     service = svc(request)
+    # The key is checked before any parameter: no key is a 401, never a 400 first.
+    await principal(request, READ if request.method == "GET" else WRITE)
     uri = _uri(request)
     if request.method == "GET":
-        await principal(request, READ)
         res = await run_in_threadpool(service.show_overrides, ws, uri)
     else:
-        await principal(request, WRITE)
         op = request.query_params.get("op", "replace")
         body = await json_body(request)
         if op == "clear":

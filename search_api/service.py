@@ -119,6 +119,8 @@ class ResourceService:
         self.settings = settings
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         settings.home.mkdir(parents=True, exist_ok=True)
+        self._batch_depth = 0
+        self._batch_lock = threading.Lock()
         self.catalog = Catalog(settings.catalog_path)
         self.backends: dict[str, StorageBackend] = {
             "platform": LocalBackend(settings.home, settings.tmp_dir),
@@ -134,8 +136,8 @@ class ResourceService:
         self.kv = KvStore(self.catalog, self.now)
         self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
-        self._batch_depth = 0
-        self._batch_lock = threading.Lock()
+        if any(kind == "gc" for _, kind, _ in self.catalog.intents()):
+            self.gc()           # a sweep a crash interrupted: finish it
 
     def close(self) -> None:
         self.pdf.close()
@@ -317,7 +319,8 @@ class ResourceService:
             first, last = byte_range
             if first is None:                     # suffix range: last N bytes
                 if not last:
-                    raise RangeNotSatisfiable(f"range not satisfiable for {res.size} bytes")
+                    raise RangeNotSatisfiable(f"range not satisfiable for {res.size} bytes",
+                                              size=res.size)
                 start, end = max(res.size - last, 0), res.size - 1
             else:
                 start = first
@@ -510,13 +513,16 @@ class ResourceService:
         """Delete every resource past its expires-at (blob, record and index entry
         together) and expired KV keys. ``dry_run`` only previews."""
         doomed = self.expired()
-        kv_expired = self.kv.expired_keys() if hasattr(self, "kv") else []
-        if not dry_run:
-            for i in range(0, len(doomed), 200):
-                self.lifecycle.delete(doomed[i:i + 200])
+        kv_expired = self.kv.expired_keys()
+        if not dry_run and (doomed or kv_expired):
+            # A durable intent: a sweep interrupted by a crash is finished at next start.
+            intent = self.catalog.add_intent("gc", {}, self.now())
+            for i in range(0, len(doomed), 100):
+                self.lifecycle.delete(doomed[i:i + 100])
                 fault("gc.after_batch")
-            if hasattr(self, "kv"):
-                self.kv.sweep()
+            self.kv.sweep()
+            with self.catalog.transaction() as conn:
+                self.catalog.drop_intent(conn, intent)
             self._index_now()
         return {"dry-run": dry_run, "removed": [r.uri for r in doomed],
                 "count": len(doomed), "bytes": sum(r.size for r in doomed),

@@ -164,6 +164,8 @@ class Lifecycle:
                                                              res.id, self.now())
                             counts["rolled_forward"] += 1
                         self.catalog.drop_intent(conn, intent_id)
+                elif kind == "gc":
+                    continue      # finished by the service (it knows what expired means)
                 elif kind == "delete":
                     with self.catalog.transaction() as conn:
                         still_used = self.catalog.by_location(conn, payload["connection"],
