@@ -146,7 +146,7 @@ def persist(api, file: str, type_: str, tier: str, slot, path, filename, content
     try:
         fh = open(file, "rb")
     except OSError as exc:
-        raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE")
+        raise BadRequest(f"cannot read {file}: {exc.strerror}") from None
     with fh:
         return api.persist(fh, spec, idempotency_key)
 
@@ -364,7 +364,10 @@ def _int_or_none(value: str | None, what: str) -> int | None:
 @format_option
 @run
 def kv_set(api, key: str, value: str, ttl: str | None, if_version: str | None) -> dict:
-    """Set KEY to the JSON VALUE."""
+    """Set KEY to the JSON VALUE (- reads it from stdin: values up to 256 KiB do not fit
+    in one command-line argument, which Linux caps at 128 KiB)."""
+    if value == "-":
+        value = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     try:
         parsed = json.loads(value)
     except ValueError as exc:
