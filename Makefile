@@ -26,6 +26,7 @@ run: deps
 	$(BIN)/python -m search_api.demo --host $(HOST) --port $(PORT)
 
 test: deps
+	@bash .ci/sysdeps.sh --with-browser
 	$(BIN)/python -m pytest
 
 fixtures: deps

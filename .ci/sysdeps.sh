@@ -3,6 +3,10 @@
 set -euo pipefail
 need=()
 ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1' || need+=(libmagic1)
+# The web view tests drive Debian's Chromium (never a downloaded browser).
+if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/lib/chromium/chromium ]; then
+  need+=(chromium)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

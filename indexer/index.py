@@ -285,7 +285,9 @@ class SearchIndex:
 
     def doc_ids(self) -> Iterator[tuple[str, int]]:
         """Every (id, seq) in the index (for doctor)."""
-        searcher = self.searcher()
+        index = self._current()
+        index.reload()      # what is committed now, another process's commits included
+        searcher = index.searcher()
         n = searcher.num_docs
         if n == 0:
             return

@@ -51,6 +51,7 @@ class Filters:
     workflow_id: str | None = None
     flow: str | None = None
     step: str | None = None
+    uri_prefix: str | None = None      # the Breyta face's `prefix`: a regex on the raw uri
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Filters":
@@ -83,6 +84,11 @@ class Filters:
             if not re.fullmatch(r"[\w.+-]+/([\w.+-]+|\*)|\*/\*|\*", pattern):
                 raise InvalidSpec(f"accept pattern {pattern!r} is not a MIME type or 'type/*'")
         f.tags = _csv(params.get("tag")) + _csv(params.get("tags"))
+        uri_prefix = params.get("uri-prefix")
+        if uri_prefix not in (None, ""):
+            if len(str(uri_prefix)) > 300:
+                raise InvalidSpec("uri prefix is longer than 300 characters")
+            f.uri_prefix = str(uri_prefix)
         return f
 
 
@@ -194,6 +200,11 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int)
         must.append(_term(schema, "path_prefix", f.path_prefix))
     for tag in f.tags:
         must.append(_term(schema, "tag", tag))
+    if f.uri_prefix:
+        # Every character but [A-Za-z0-9] as \x{..}: the prefix is matched literally.
+        literal = "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}"
+                          for c in f.uri_prefix)
+        must.append(tantivy.Query.regex_query(schema, "uri", literal + ".*"))
     if f.accept and "*/*" not in f.accept and "*" not in f.accept:
         alts = []
         for pattern in f.accept:

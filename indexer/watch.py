@@ -117,6 +117,18 @@ class SlotWatcher:
     def _signature(roots: list[WatchedRoot]) -> tuple:
         return tuple((r.workspace, r.slots, r.root) for r in roots)
 
+    @staticmethod
+    def _identity(roots: list[WatchedRoot]) -> list[tuple[int, int] | None]:
+        """Which directories are watched: a root removed and made again is a new one."""
+        out: list[tuple[int, int] | None] = []
+        for r in roots:
+            try:
+                st = r.folder.stat()
+                out.append((st.st_dev, st.st_ino))
+            except OSError:
+                out.append(None)
+        return out
+
     def _root_of(self, path: Path, roots: list[WatchedRoot]) -> WatchedRoot | None:
         """The most specific root holding ``path`` (roots may nest)."""
         best = None
@@ -146,12 +158,20 @@ class SlotWatcher:
     def _key(self, root: WatchedRoot, path: Path) -> str:
         return f"{root.key_prefix}/{path.relative_to(root.folder).as_posix()}"
 
-    def register(self, root: WatchedRoot, path: Path) -> str | None:
-        """Persist ``path`` when it is new or its bytes changed; returns what was done."""
+    def register(self, root: WatchedRoot, path: Path, trust_mtime: bool = False) -> str | None:
+        """Persist ``path`` when it is new or its bytes changed; returns what was done.
+        ``trust_mtime`` (scans): a file of the record's size not modified since the record
+        was written is taken as unchanged without hashing it."""
         svc = self.service
         key = self._key(root, path)
         try:
             before = path.stat()
+            if trust_mtime:
+                known = svc.catalog.by_location(svc.catalog.conn, CONNECTION, key)
+                if known is not None and known.size == before.st_size \
+                        and before.st_mtime <= known.updated_at:
+                    self.stats.unchanged += 1
+                    return None
             sha = _sha256(path)
             after = path.stat()
         except FileNotFoundError:
@@ -214,7 +234,7 @@ class SlotWatcher:
             if path.is_symlink():
                 return
             if path.is_dir():
-                self.scan([root], under=path, roots=roots)   # a folder moved in
+                self.scan([root], under=path, roots=roots, trust_mtime=False)   # moved in
             elif path.is_file():
                 self.register(root, path)
             elif not path.exists():
@@ -228,7 +248,7 @@ class SlotWatcher:
             self.handle_path(path, roots)
 
     def scan(self, targets: list[WatchedRoot], under: Path | None = None,
-             roots: list[WatchedRoot] | None = None) -> None:
+             roots: list[WatchedRoot] | None = None, trust_mtime: bool = True) -> None:
         """Register every new or changed file below the given roots."""
         roots = roots if roots is not None else targets
         for root in targets:
@@ -241,7 +261,7 @@ class SlotWatcher:
                             or path.is_symlink():
                         continue
                     try:
-                        self.register(root, path)
+                        self.register(root, path, trust_mtime=trust_mtime)
                     except OSError as exc:
                         self.stats.failed += 1
                         self.log(f"watch: {path}: {exc}")
@@ -267,6 +287,7 @@ class SlotWatcher:
             for r in roots:
                 r.folder.mkdir(parents=True, exist_ok=True)
             signature = self._signature(roots)
+            identity = self._identity(roots)
             self.log(f"watch: watching {len(roots)} folder(s): "
                      + ", ".join(f"{r.workspace}:{'/'.join(r.slots)}={r.root}" for r in roots))
             last_check = time.monotonic()
@@ -284,10 +305,16 @@ class SlotWatcher:
                     self.handle(changes, roots)
                 if expired():
                     break
+                if any(r.folder == Path(p) or r.folder.is_relative_to(p)
+                       for _, p in changes for r in roots):
+                    # A root itself went away (a delete tidies empty folders; a new one
+                    # may even reuse the inode): watch the folders afresh.
+                    self.log("watch: a watched folder was removed; re-reading the slots")
+                    break
                 if time.monotonic() - last_check >= self.check_interval:
                     last_check = time.monotonic()
                     if self._signature(self.roots()) != signature or \
-                            not all(r.folder.is_dir() for r in roots):
+                            self._identity(roots) != identity:
                         self.log("watch: slots or folders changed; re-reading them")
                         break
         return self.stats

@@ -38,11 +38,13 @@ class EmbeddedApi:
         self.workspace = workspace
         self.settings = settings or Settings.from_env()
         self._service: ResourceService | None = None
+        #: Run crash recovery when the service opens (doctor turns it off to report first).
+        self.recover = True
 
     @property
     def service(self) -> ResourceService:
         if self._service is None:
-            self._service = ResourceService(self.settings)
+            self._service = ResourceService(self.settings, recover=self.recover)
         return self._service
 
     @property
@@ -94,7 +96,9 @@ class EmbeddedApi:
             res = svc.update_overrides(self.workspace, uri, changes or {})
         else:
             res = svc.clear_overrides(self.workspace, uri)
-        return envelope.record(res, self.base)
+        env = envelope.record(res, self.base)
+        env["meta"]["search-index"] = env["data"]["search-index"]   # as the HTTP route
+        return env
 
     def kv_set(self, key: str, value: Any, ttl: Any, if_version: Any) -> dict:
         entry, created = self.service.kv.set(self.workspace, key, value, ttl, if_version)

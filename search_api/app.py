@@ -90,7 +90,15 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if bg:
                 bg.stop()
 
-    app = Starlette(routes=[*routes, *kv_routes], lifespan=lifespan, exception_handlers={
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
+    ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+    from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
+    app = Starlette(routes=[*routes, *kv_routes, ui_static, *web_routes, *breyta_routes],
+                    lifespan=lifespan,
+                    exception_handlers={
         ResourceError: resource_error, HTTPException: http_error, Exception: internal_error})
     app.state.service = service
     return app

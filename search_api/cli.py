@@ -462,6 +462,10 @@ def doctor(repair: bool, quick: bool, fmt: str | None) -> None:
     from . import doctor as doctor_mod
     fmt = fmt or default_format()
     api = make_api()
+    if hasattr(api, "recover"):
+        # Embedded: diagnose before recovery, so what a crash left (pending operations,
+        # staged leftovers) is reported by kind rather than silently fixed at startup.
+        api.recover = False
     try:
         report = doctor_mod.run(api.service, do_repair=repair, verify_bytes=not quick)
     except ResourceError as exc:

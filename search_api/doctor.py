@@ -140,6 +140,12 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
                 unfixed.append({**asdict(p), "reason": str(exc)})
     for p in by_kind.get("orphan-blob", []):
         try:
+            # Recovery above may have settled it (a rolled-forward persist now owns the
+            # blob, a finished delete removed it): never quarantine a now-owned blob.
+            if not svc.backends["platform"].path_for(p.subject).exists() or \
+                    svc.catalog.by_location(svc.catalog.conn, "platform", p.subject) is not None:
+                fixed.append({**asdict(p), "action": "settled by recovery"})
+                continue
             placed = _slot_for(svc, p.subject)
             if placed is not None:
                 ws, slot, under = placed

@@ -4,6 +4,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from indexer.query import parse_limit
@@ -58,11 +59,26 @@ async def kv_list(request: Request) -> Response:
                              count=len(entries), **{"next-cursor": cursor}))
 
 
+class KvKeyConvertor(Convertor[str]):
+    """The rest of the path, newlines included: Starlette's `path` (`.*` then `$`)
+    would drop a trailing %0A (writing `k` for `k\n`) and miss a middle one (404);
+    taking everything lets check_key reject control characters with a 400."""
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("kvkey", KvKeyConvertor())
+
 kv_routes = [
     Route("/v1/{ws}/kv", kv_list, methods=["GET"]),
-    Route("/v1/{ws}/kv/{key:path}", kv_put, methods=["PUT"]),
-    Route("/v1/{ws}/kv/{key:path}", kv_get, methods=["GET"]),
-    Route("/v1/{ws}/kv/{key:path}", kv_delete, methods=["DELETE"]),
+    Route("/v1/{ws}/kv/{key:kvkey}", kv_put, methods=["PUT"]),
+    Route("/v1/{ws}/kv/{key:kvkey}", kv_get, methods=["GET"]),
+    Route("/v1/{ws}/kv/{key:kvkey}", kv_delete, methods=["DELETE"]),
 ]
 
 

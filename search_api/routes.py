@@ -185,6 +185,10 @@ def content_response(request: Request, service: ResourceService, workspace: str,
                "Content-Length": str(end - start + 1),
                "Content-Disposition": f"inline; filename*=UTF-8''{_quote(res.filename)}",
                "X-Content-Type-Options": "nosniff"}
+    if not res.content_type.startswith("application/pdf"):
+        # Stored bytes are untrusted: an HTML or SVG resource must not run scripts on
+        # this origin (the browser's PDF viewer needs scripts, so PDFs are exempt).
+        headers["Content-Security-Policy"] = "sandbox"
     status = 200
     if rng is not None:
         status = 206

@@ -69,7 +69,10 @@ class Signer:
         try:
             body, _, mac = token.partition(".")
             payload = _unb64(body)
-            good = hmac.compare_digest(_unb64(mac), self._mac(payload))
+            # Compare the canonical text, not decoded bytes: base64 ignores the spare low
+            # bits of the last character, so a changed token would otherwise still verify.
+            good = hmac.compare_digest(mac.encode(), _b64(self._mac(payload)).encode()) \
+                and _b64(payload) == body
             workspace, uri, expires = json.loads(payload)
         except Exception:
             raise BadSignature("signature is not valid") from None

@@ -23,7 +23,7 @@ import sqlite_utils
 
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -63,7 +63,18 @@ def _m2(db: sqlite_utils.Database) -> None:
     db["kv"].create_index(["expires_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2]
+def _m3(db: sqlite_utils.Database) -> None:
+    # Upload sessions of the Breyta face (init -> PUT bytes -> complete); rows expire.
+    db["upload_sessions"].create({
+        "id": str, "workspace": str, "resource_id": str, "uri": str, "key": str,
+        "staging_key": str, "filename": str, "content_type": str, "replace": int,
+        "state": str, "size": int, "created_at": float, "expires_at": float,
+    }, pk="id", not_null={"workspace", "uri", "key", "staging_key", "state"})
+    db["upload_sessions"].create_index(["workspace", "uri"])
+    db["upload_sessions"].create_index(["expires_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -139,7 +139,8 @@ class KvStore:
         check_key(key)
         entry = self._row(self.catalog.conn, workspace, key)
         if entry is None:
-            raise NotFound("key not found")
+            # The same words as another workspace's key (CONTRACT: answers as a missing one).
+            raise NotFound("resource not found")
         return entry
 
     def delete(self, workspace: str, key: str) -> KvEntry:
@@ -147,7 +148,7 @@ class KvStore:
         with self.catalog.transaction() as conn:
             entry = self._row(conn, workspace, key)
             if entry is None:
-                raise NotFound("key not found")
+                raise NotFound("resource not found")
             conn.execute("DELETE FROM kv WHERE workspace=? AND key=?", (workspace, key))
         return entry
 

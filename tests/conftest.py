@@ -39,3 +39,8 @@ def files_under(root: Path) -> set[str]:
     if not root.exists():
         return set()
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+# A real `resources serve` shared by the HTTP API tests (tests/server.py); defined here so
+# that every module gets the same session-scoped server, not one each.
+from server import api_server  # noqa: E402,F401

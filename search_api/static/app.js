@@ -1,0 +1,60 @@
+// Resources web view: progressive enhancements only (every form also works without JS).
+(function () {
+  "use strict";
+
+  // "Copy signed link": fetch a fresh signed URL, show it and try the clipboard.
+  document.querySelectorAll("form[data-signed-link]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var box = document.querySelector(".signed");
+      var input = document.getElementById("signed-url");
+      var status = document.getElementById("signed-status");
+      fetch(form.action, {
+        method: "POST", body: new FormData(form), credentials: "same-origin",
+        headers: { "Accept": "application/json" }
+      }).then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      }).then(function (body) {
+        var link = body.data;
+        input.value = link.url;
+        box.hidden = false;
+        input.select();
+        var done = function (ok) {
+          status.textContent = (ok ? "Copied. " : "Copy it from the box. ") + "Valid until " + link["expires-at"];
+        };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(link.url).then(function () { done(true); }, function () { done(false); });
+        } else {
+          done(false);
+        }
+      }).catch(function (err) {
+        box.hidden = false;
+        status.textContent = "Could not make a link: " + err.message;
+      });
+    });
+  });
+
+  // Picker: hand the uri to the page that opened or embeds us (same origin only), then
+  // follow the return path when there is one.
+  document.querySelectorAll("form[data-pick]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      var uri = form.getAttribute("data-uri");
+      var message = { type: "resource-picked", uri: uri };
+      var targets = [];
+      if (window.opener && window.opener !== window) { targets.push(window.opener); }
+      if (window.parent && window.parent !== window) { targets.push(window.parent); }
+      targets.forEach(function (t) {
+        try { t.postMessage(message, window.location.origin); } catch (e) { /* other origin */ }
+      });
+      if (!form.querySelector('input[name="return"]')) {
+        ev.preventDefault();
+        var status = document.getElementById("picked-status");
+        if (status) {
+          status.textContent = "Chosen: " + uri;
+          status.hidden = false;
+        }
+      }
+    });
+  });
+})();

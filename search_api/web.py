@@ -1,0 +1,482 @@
+"""The operator web view and the resource picker: server-rendered pages under /ui/.
+
+A signed-in browser carries one cookie: an itsdangerous-signed session (key id,
+workspace, CSRF token) keyed by the service's secret. The key is looked up again on
+every request, so a removed key ends its sessions at once. Every form post must carry
+the session's CSRF token (hidden field ``csrf`` or header ``X-CSRF-Token``), else 403.
+Another workspace's pages and resources answer 404, exactly like missing ones.
+
+No business logic here: handlers call ResourceService and render templates (Jinja2,
+autoescape on). Only search snippets are rendered unescaped: Tantivy already escapes
+them and adds nothing but ``<b>`` highlights.
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote, urlencode, urlsplit
+
+import jinja2
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from storage.clock import rfc3339
+from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
+
+from .auth import ADMIN, READ, WRITE, Principal
+from .routes import content_response
+from .service import ResourceService
+from .signing import load_secret
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+
+COOKIE = "resources_session"
+SESSION_MAX_AGE = 12 * 3600
+PAGE_SIZE = 20
+PICKER_PAGE_SIZE = 24
+#: The filters the search page offers (a subset of the API's, same kebab-case names).
+SEARCH_FILTERS = ("type", "tier", "slot", "storage-root", "path-prefix", "accept")
+
+#: Pages: only our own scripts, styles and images; no framing by other sites.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+#: Stored content served under /ui: never runs as a page of this origin (HTML, SVG).
+CONTENT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+
+
+# -- templates --------------------------------------------------------------------------------
+def human_size(n: Any) -> str:
+    try:
+        size = float(n)
+    except (TypeError, ValueError):
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
+                          trim_blocks=True, lstrip_blocks=True)
+_env.filters["q"] = lambda value: quote(str(value), safe="")
+_env.filters["size"] = human_size
+_env.filters["rfc3339"] = rfc3339
+templates = Jinja2Templates(env=_env)
+
+
+# -- sessions ---------------------------------------------------------------------------------
+@dataclass
+class Session:
+    csrf: str
+    key_id: str | None = None
+    workspace: str | None = None
+    principal: Principal | None = None
+
+
+class _Redirect(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def svc(request: Request) -> ResourceService:
+    return request.app.state.service
+
+
+def _serializer(request: Request) -> URLSafeTimedSerializer:
+    ser = getattr(request.app.state, "web_serializer", None)
+    if ser is None:
+        secret = load_secret(svc(request).settings.secret_path)
+        ser = URLSafeTimedSerializer(secret, salt="resources-web-session")
+        request.app.state.web_serializer = ser
+    return ser
+
+
+def _read_cookie(request: Request) -> Session | None:
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(request).loads(raw, max_age=SESSION_MAX_AGE)
+    except BadSignature:          # tampered, expired (SignatureExpired) or from another secret
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("csrf"), str):
+        return None
+    return Session(data["csrf"], data.get("kid"), data.get("ws"))
+
+
+def _set_cookie(request: Request, response: Response, session: Session) -> None:
+    value = _serializer(request).dumps({"csrf": session.csrf, "kid": session.key_id,
+                                        "ws": session.workspace})
+    secure = request.url.scheme == "https" or \
+        svc(request).settings.public_url.startswith("https:")
+    response.set_cookie(COOKIE, value, max_age=SESSION_MAX_AGE, path="/ui", httponly=True,
+                        samesite="lax", secure=secure)
+
+
+async def _signed_in(request: Request) -> Session | None:
+    """The session with a key that still exists, or None."""
+    session = _read_cookie(request)
+    if session is None or not session.key_id:
+        return None
+    principal = await run_in_threadpool(svc(request).web_principal, session.key_id)
+    if principal is None or principal.workspace != session.workspace:
+        return None
+    session.principal = principal
+    return session
+
+
+async def require_session(request: Request, ws: str, scope: str = READ) -> Session:
+    """Signed in (else to the sign-in page), for this workspace (else 404), with scope."""
+    session = await _signed_in(request)
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            target = request.url.path
+        raise _Redirect("/ui/login?" + urlencode({"next": target}))
+    assert session.principal is not None
+    session.principal.require(ws, scope)   # NotFound for another workspace, then Forbidden
+    return session
+
+
+async def read_form(request: Request, session: Session) -> dict[str, str]:
+    """The posted form, after its CSRF token matched the session's (else 403)."""
+    form = await request.form(max_files=0, max_fields=50)
+    token = form.get("csrf") or request.headers.get("x-csrf-token") or ""
+    if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
+                                                             session.csrf.encode()):
+        raise Forbidden("missing or invalid CSRF token: reload the page and try again")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def safe_return(value: str | None) -> str | None:
+    """A same-origin relative path ("/x", never "//host", "/\\host" or a scheme), or None."""
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _secure_headers(response: Response, csp: str = PAGE_CSP) -> Response:
+    response.headers["Content-Security-Policy"] = csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200,
+           session: Session | None = None) -> Response:
+    ctx = {"session": session, "csrf": session.csrf if session else "",
+           "ws": session.workspace if session and session.key_id else None}
+    ctx.update(context)
+    response = templates.TemplateResponse(request, name, ctx, status_code=status)
+    if session is not None and _read_cookie(request) is None:
+        _set_cookie(request, response, session)
+    return _secure_headers(response)
+
+
+def page(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Errors become HTML pages with the API's status; no session goes to sign-in."""
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _Redirect as r:
+            return _secure_headers(RedirectResponse(r.url, status_code=303))
+        except Unauthorized:
+            return _secure_headers(RedirectResponse("/ui/login", status_code=303))
+        except ResourceError as exc:
+            session = await _signed_in(request)
+            return render(request, "error.html", {"status": exc.status, "message": exc.message},
+                          exc.status, session)
+    return wrapper
+
+
+def _link_maker(request: Request, base: str, keys: tuple[str, ...]) -> Callable[..., str]:
+    """link({"tier": "retained"}) -> the current page's URL with that change, cursor reset."""
+    current = {k: request.query_params.get(k) for k in keys if request.query_params.get(k)}
+
+    def link(changes: dict[str, Any] | None = None, keep_cursor: bool = False) -> str:
+        params = dict(current)
+        for k, v in (changes or {}).items():
+            if v in (None, ""):
+                params.pop(k, None)
+            else:
+                params[k] = str(v)
+        if not keep_cursor:
+            params.pop("cursor", None)
+        return base + ("?" + urlencode(params) if params else "")
+    return link
+
+
+# -- sign-in --------------------------------------------------------------------------------------
+@page
+async def home(request: Request) -> Response:
+    session = await _signed_in(request)
+    if session is None:
+        raise _Redirect("/ui/login")
+    raise _Redirect(f"/ui/{session.workspace}/search")
+
+
+@page
+async def login(request: Request) -> Response:
+    nxt = safe_return(request.query_params.get("next"))
+    if request.method == "GET":
+        signed = await _signed_in(request)
+        if signed is not None:
+            raise _Redirect(nxt if nxt and nxt.startswith("/ui/") else
+                            f"/ui/{signed.workspace}/search")
+        session = _read_cookie(request) or Session(secrets.token_urlsafe(32))
+        return render(request, "login.html", {"next": nxt or ""}, session=session)
+    session = _read_cookie(request)
+    if session is None:
+        raise Forbidden("missing or invalid CSRF token: reload the page and try again")
+    form = await read_form(request, session)
+    nxt = safe_return(form.get("next")) or nxt
+    key = (form.get("key") or "").strip()
+    try:
+        principal = await run_in_threadpool(svc(request).keys.authenticate, f"Bearer {key}")
+    except Unauthorized:
+        return render(request, "login.html", {"next": nxt or "",
+                                              "error": "That API key is not valid."},
+                      401, session)
+    if READ not in principal.scopes and ADMIN not in principal.scopes:
+        return render(request, "login.html", {"next": nxt or "", "error":
+                      "That key lacks the resources.read scope."}, 403, session)
+    fresh = Session(secrets.token_urlsafe(32), principal.key_id, principal.workspace)
+    target = nxt if nxt and nxt.startswith(f"/ui/{principal.workspace}/") \
+        else f"/ui/{principal.workspace}/search"
+    response = RedirectResponse(target, status_code=303)
+    _set_cookie(request, response, fresh)
+    return _secure_headers(response)
+
+
+@page
+async def logout(request: Request) -> Response:
+    session = _read_cookie(request)
+    if session is None:
+        raise _Redirect("/ui/login")
+    await read_form(request, session)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui")
+    return _secure_headers(response)
+
+
+@page
+async def workspace_home(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    await require_session(request, ws)
+    raise _Redirect(f"/ui/{ws}/search")
+
+
+# -- search -----------------------------------------------------------------------------------------
+@page
+async def search_page(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    session = await require_session(request, ws)
+    service = svc(request)
+    qp = request.query_params
+    q = (qp.get("q") or "").strip()
+    params = {k: qp.get(k) for k in SEARCH_FILTERS if qp.get(k)}
+    cursor = qp.get("cursor") or None
+    result, facets, error, status = None, None, None, 200
+    try:
+        result = await run_in_threadpool(service.search, ws, q, params,
+                                         qp.get("limit") or PAGE_SIZE, cursor)
+        facets = await run_in_threadpool(service.facets, ws, q, params)
+    except BadRequest as exc:
+        error, status = exc.message, 400
+    slots = await run_in_threadpool(service.list_slots, ws)
+    roots = await run_in_threadpool(service.storage_roots, ws)
+    return render(request, "search.html", {
+        "q": q, "params": params, "result": result, "facets": facets, "error": error,
+        "slots": slots, "roots": roots, "tiers": list(service.settings.tiers),
+        "link": _link_maker(request, f"/ui/{ws}/search", ("q", *SEARCH_FILTERS, "limit")),
+        "title": f"Search · {ws}"}, status, session)
+
+
+# -- resource ---------------------------------------------------------------------------------------
+async def _resource_page(request: Request, session: Session, ws: str, id_: str,
+                         status: int = 200, **extra: Any) -> Response:
+    service = svc(request)
+    preview = await run_in_threadpool(service.preview, ws, id_)
+    res = preview["resource"]
+    record = res.to_json(service.settings.public_url)
+    assert session.principal is not None
+    can_write = WRITE in session.principal.scopes or ADMIN in session.principal.scopes
+    return render(request, "resource.html", {
+        "res": res, "record": record, "preview": preview,
+        "record_json": json.dumps(record, indent=2, ensure_ascii=False),
+        "overrides": res.search_index, "can_write": can_write,
+        "saved": request.query_params.get("saved"), "title": res.display_name, **extra},
+        status, session)
+
+
+@page
+async def resource_page(request: Request) -> Response:
+    ws, id_ = request.path_params["ws"], request.path_params["id"]
+    session = await require_session(request, ws)
+    return await _resource_page(request, session, ws, id_)
+
+
+@page
+async def resource_content(request: Request) -> Response:
+    ws, id_ = request.path_params["ws"], request.path_params["id"]
+    await require_session(request, ws)
+    service = svc(request)
+    res = await run_in_threadpool(service.get_by_id, ws, id_)
+    response = await run_in_threadpool(content_response, request, service, ws, res.uri)
+    if request.query_params.get("download"):
+        response.headers["Content-Disposition"] = \
+            f"attachment; filename*=UTF-8''{quote(res.filename, safe='')}"
+    response.headers["Cache-Control"] = "private, no-cache"
+    if res.content_type.split(";")[0].strip().lower() == "application/pdf":
+        # The browser's PDF viewer does not run in a sandboxed document; a PDF's own
+        # scripts never run as this origin anyway.
+        return _secure_headers(response, "frame-ancestors 'self'")
+    return _secure_headers(response, CONTENT_CSP)
+
+
+def _overrides_from_form(form: dict[str, str]) -> dict[str, Any]:
+    raw_tags = form.get("tags") or ""
+    tags = [t.strip() for t in raw_tags.replace("\n", ",").split(",") if t.strip()]
+    include = {"true": True, "false": False}.get(form.get("include-raw-content") or "")
+    text = form.get("text") or ""
+    label = (form.get("source-label") or "").strip()
+    return {"text": text if text.strip() else None, "tags": tags,
+            "source-label": label or None, "include-raw-content": include}
+
+
+@page
+async def resource_overrides(request: Request) -> Response:
+    ws, id_ = request.path_params["ws"], request.path_params["id"]
+    session = await require_session(request, ws)
+    form = await read_form(request, session)
+    assert session.principal is not None
+    session.principal.require(ws, WRITE)
+    service = svc(request)
+    res = await run_in_threadpool(service.get_by_id, ws, id_)
+    try:
+        if form.get("op") == "clear":
+            await run_in_threadpool(service.clear_overrides, ws, res.uri)
+        else:
+            await run_in_threadpool(service.update_overrides, ws, res.uri,
+                                    _overrides_from_form(form), True)
+    except BadRequest as exc:
+        return await _resource_page(request, session, ws, id_, 400, override_error=exc.message)
+    raise _Redirect(f"/ui/{ws}/resources/{id_}?saved=1#search-index")
+
+
+@page
+async def resource_signed_url(request: Request) -> Response:
+    ws, id_ = request.path_params["ws"], request.path_params["id"]
+    session = await require_session(request, ws)
+    form = await read_form(request, session)
+    service = svc(request)
+    res = await run_in_threadpool(service.get_by_id, ws, id_)
+    path, expires = await run_in_threadpool(service.signed_url, ws, res.uri, form.get("ttl"))
+    link = {"url": f"{service.settings.public_url}{path}", "expires-at": rfc3339(expires)}
+    if "application/json" in request.headers.get("accept", ""):
+        return _secure_headers(JSONResponse({"data": link, "meta": {}}))
+    return await _resource_page(request, session, ws, id_, signed=link)
+
+
+# -- workflow runs ----------------------------------------------------------------------------------
+@page
+async def workflow_page(request: Request) -> Response:
+    ws, wf = request.path_params["ws"], request.path_params["workflow_id"]
+    session = await require_session(request, ws)
+    items, total = await run_in_threadpool(svc(request).workflow_run, ws, wf)
+    steps: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for res in sorted(items, key=lambda r: (r.step or "", r.created_at, r.id)):
+        group = steps.setdefault(res.step or "_", {"items": [], "bytes": 0, "tiers": {}})
+        group["items"].append(res)
+        group["bytes"] += res.size
+        group["tiers"][res.tier] = group["tiers"].get(res.tier, 0) + 1
+    tiers: dict[str, dict[str, int]] = {}
+    for res in items:
+        t = tiers.setdefault(res.tier, {"count": 0, "bytes": 0})
+        t["count"] += 1
+        t["bytes"] += res.size
+    return render(request, "workflow.html", {
+        "workflow_id": wf, "steps": steps, "total": total, "shown": len(items),
+        "bytes": sum(r.size for r in items), "tiers": tiers,
+        "title": f"Run {wf}"}, 200, session)
+
+
+# -- picker -------------------------------------------------------------------------------------------
+@page
+async def picker_page(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    session = await require_session(request, ws)
+    qp = request.query_params
+    raw_return = qp.get("return")
+    ret = safe_return(raw_return)
+    if raw_return and ret is None:
+        raise BadRequest("return must be a relative path on this site, such as /app/form")
+    q = (qp.get("q") or "").strip()
+    params = {k: qp.get(k) for k in ("slot", "accept") if qp.get(k)}
+    result, error, status = None, None, 200
+    try:
+        result = await run_in_threadpool(svc(request).search, ws, q, params, PICKER_PAGE_SIZE,
+                                         qp.get("cursor") or None)
+    except BadRequest as exc:
+        error, status = exc.message, 400
+    return render(request, "picker.html", {
+        "q": q, "slot": params.get("slot", ""), "accept": params.get("accept", ""),
+        "return_to": ret or "", "result": result, "error": error,
+        "link": _link_maker(request, f"/ui/{ws}/picker", ("q", "slot", "accept", "return")),
+        "title": "Choose a resource"}, status, session)
+
+
+@page
+async def picker_choose(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    session = await require_session(request, ws)
+    form = await read_form(request, session)
+    res = await run_in_threadpool(svc(request).get, ws, form.get("uri") or "")
+    raw_return = form.get("return")
+    ret = safe_return(raw_return)
+    if raw_return and ret is None:
+        raise BadRequest("return must be a relative path on this site, such as /app/form")
+    if ret:
+        sep = "&" if "?" in ret else "?"
+        raise _Redirect(f"{ret}{sep}{urlencode({'uri': res.uri})}")
+    return render(request, "picked.html", {"res": res, "title": "Chosen"}, 200, session)
+
+
+web_routes = [
+    Route("/ui", home, methods=["GET"]),
+    Route("/ui/", home, methods=["GET"]),
+    Route("/ui/login", login, methods=["GET", "POST"]),
+    Route("/ui/logout", logout, methods=["POST"]),
+    Route("/ui/{ws}", workspace_home, methods=["GET"]),
+    Route("/ui/{ws}/search", search_page, methods=["GET"]),
+    Route("/ui/{ws}/resources/{id}", resource_page, methods=["GET"]),
+    Route("/ui/{ws}/resources/{id}/content", resource_content, methods=["GET"]),
+    Route("/ui/{ws}/resources/{id}/search-index", resource_overrides, methods=["POST"]),
+    Route("/ui/{ws}/resources/{id}/signed-url", resource_signed_url, methods=["POST"]),
+    Route("/ui/{ws}/workflows/{workflow_id:path}", workflow_page, methods=["GET"]),
+    Route("/ui/{ws}/picker", picker_page, methods=["GET"]),
+    Route("/ui/{ws}/picker/choose", picker_choose, methods=["POST"]),
+]
