@@ -24,6 +24,7 @@ KEYWORD_MODES = ("all", "any", "balanced")
 #: kebab-case spellings users type, mapped to the index's own field names.
 FIELD_ALIASES = {f.replace("_", "-"): f for f in (*EXACT_FIELDS, *TEXT_FIELDS)}
 FIELD_ALIASES.update({"tags": "tags", "tag": "tag", "display-name": "display_name"})
+FIELD_ALIASES.update({f: f for f in (*EXACT_FIELDS, *TEXT_FIELDS)})
 
 
 def _csv(value: Any) -> list[str]:
@@ -127,6 +128,8 @@ def decode_cursor(cursor: str | None, fingerprint: str) -> tuple[str, int] | Non
 # -- query text -----------------------------------------------------------------------------
 _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+(?:"[^"]*"?)?')   # field:"a b" is one token
 _OPERATORS = {"AND", "OR", "NOT"}
+#: Characters that are query syntax inside a word; such words are searched literally.
+_LITERAL = re.compile(r"[:'^~\[\]{}!\\<>=`|?]")
 
 
 def _rewrite(q: str, mode: str) -> str:
@@ -138,11 +141,24 @@ def _rewrite(q: str, mode: str) -> str:
     tokens = _TOKEN.findall(q)
     out = []
     for tok in tokens:
-        if ":" in tok and not tok.startswith('"'):
-            name, _, rest = tok.partition(":")
-            if name in FIELD_ALIASES:
-                tok = f"{FIELD_ALIASES[name]}:{rest}"
-        out.append(tok)
+        if tok.startswith('"') or tok in _OPERATORS or tok in "()":
+            out.append(tok)
+            continue
+        sign = tok[0] if tok[0] in "+-" and len(tok) > 1 else ""
+        body = tok[len(sign):]
+        if ":" in body:
+            name, _, rest = body.partition(":")
+            if name in FIELD_ALIASES and rest:
+                out.append(f"{sign}{FIELD_ALIASES[name]}:{rest}")
+                continue
+        if _LITERAL.search(body):
+            # User text with punctuation the parser would read as syntax (10:30, it's,
+            # https://host/a): search it as the phrase of its words.
+            body = '"' + body.replace('"', " ").replace("\\", " ") + '"'
+        out.append(sign + body)
+    if out and all(t.startswith("-") and len(t) > 1 for t in out):
+        # Only exclusions ("-draft"): everything except those, not nothing.
+        out.insert(0, "*")
     plain = all(t not in _OPERATORS and t not in "()" and not t.startswith(("+", "-"))
                 for t in out)
     if mode == "all" and plain and len(out) > 1:

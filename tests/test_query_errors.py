@@ -50,3 +50,17 @@ def test_empty_and_star_match_everything(populated):
     assert populated.search(WS, "").total == 2
     assert populated.search(WS, "*").total == 2
 
+
+
+def test_punctuated_user_text_is_searched_literally(service):
+    """Words the parser would read as syntax (10:30, it's, a URL) just work."""
+    res = service.persist("ws-q", {"filename": "minutes.txt"},
+                          b"meeting at 10:30, see https://example.com/a - it's fine").resource
+    for q in ("10:30", "it's", "https://example.com/a", "meeting 10:30"):
+        assert [r.uri for r in service.search("ws-q", q).items] == [res.uri], q
+
+
+def test_a_query_of_only_exclusions_means_everything_but(service):
+    kept = service.persist("ws-q", {"filename": "kept.txt"}, b"alpha text").resource
+    service.persist("ws-q", {"filename": "gone.txt"}, b"draft text")
+    assert [r.uri for r in service.search("ws-q", "-draft").items] == [kept.uri]
