@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import mimetypes
+import threading
 
 import magic
 
@@ -17,11 +18,21 @@ _EXTRA_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".yaml": "
                 ".py": "text/x-python", ".toml": "application/toml", ".ndjson": "application/x-ndjson"}
 
 
+_local = threading.local()
+
+
 def sniff(head: bytes) -> str:
-    """libmagic's MIME type of the first bytes."""
+    """libmagic's MIME type of the first bytes.
+
+    One libmagic handle per thread: python-magic's shared handle is behind a lock, and
+    libmagic (called through ctypes, without the GIL) is the costly part of a persist,
+    so bulk persists sniff on several threads at once."""
     if not head:
         return "application/x-empty"
-    return magic.from_buffer(head[:HEAD_BYTES], mime=True)
+    handle = getattr(_local, "magic", None)
+    if handle is None:
+        handle = _local.magic = magic.Magic(mime=True)
+    return handle.from_buffer(head[:HEAD_BYTES])
 
 
 def is_textual_type(mime: str | None) -> bool:
@@ -42,9 +53,10 @@ def looks_like_text(head: bytes) -> bool:
     return printable / len(sample) > 0.95
 
 
-def classify(head: bytes, declared: str | None) -> tuple[str, str]:
-    """(detected MIME, kind) where kind is 'text', 'pdf' or 'binary'."""
-    detected = sniff(head)
+def classify(head: bytes, declared: str | None, detected: str | None = None) -> tuple[str, str]:
+    """(detected MIME, kind) where kind is 'text', 'pdf' or 'binary'. ``detected`` is
+    libmagic's answer when the caller already has it (libmagic is the costly part)."""
+    detected = detected or sniff(head)
     if detected == "application/pdf":
         return detected, "pdf"
     if is_textual_type(detected):
@@ -58,12 +70,13 @@ def classify(head: bytes, declared: str | None) -> tuple[str, str]:
     return detected, "binary"
 
 
-def guess_content_type(head: bytes, filename: str | None, declared: str | None) -> str:
+def guess_content_type(head: bytes, filename: str | None, declared: str | None,
+                       detected: str | None = None) -> str:
     """The record's content type: declared, else the filename's type when libmagic is
     only generic (text/plain, octet-stream), else libmagic's."""
     if declared:
         return declared
-    detected = sniff(head)
+    detected = detected or sniff(head)
     by_name = None
     if filename:
         dot = filename.rfind(".")

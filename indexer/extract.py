@@ -41,12 +41,13 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
 
 
 def extract(path: str, size: int, declared_type: str | None, max_read: int, max_chars: int,
-            pdf: PdfWorker, pdf_max_pages: int, pdf_timeout: float) -> Extracted:
+            pdf: PdfWorker, pdf_max_pages: int, pdf_timeout: float,
+            detected: str | None = None) -> Extracted:
     """Extract the text of the staged file at ``path`` within the bounds."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
-            detected, kind = classify(head, declared_type)
+            detected, kind = classify(head, declared_type, detected)
             if kind == "text":
                 fh.seek(0)
                 data = fh.read(max_read)

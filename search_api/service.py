@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
 from indexer.query import (Filters, decode_cursor, encode_cursor, fingerprint,
                            parse_limit, parse_text)
-from indexer.detect import guess_content_type
+from indexer.detect import guess_content_type, sniff
 from indexer.schema import effective_content
 from storage import clock
 from storage.backend import BlobWriter, StorageBackend
@@ -215,16 +216,38 @@ class ResourceService:
         return job.commit()
 
     def _commit(self, job: PersistJob) -> PersistResult:
+        prepared = self._prepare(job)
+        if isinstance(prepared, PersistResult):
+            return prepared
+        writer, res, text, idem = prepared
+        with self.lifecycle.lock.held():      # reentrant; publish takes it too
+            if idem:
+                # A concurrent retry with the same key may have committed since the
+                # check in _prepare: look again under the commit lock, so only one writes.
+                replay = self._idempotent_replay(*idem)
+                if replay is not None:
+                    writer.abort()
+                    return PersistResult(replay, created=False, replayed=True)
+            res, created = self.lifecycle.publish(writer, res, text, idem)
+        self._index_now()
+        return PersistResult(res, created=created)
+
+    def _prepare(self, job: PersistJob, durable: bool = True
+                 ) -> PersistResult | tuple[BlobWriter, Resource, str, tuple | None]:
+        """Everything between the last byte and publishing: finish the staged file,
+        check a kv body, detect the type, settle idempotency, extract, build the record.
+        Returns a PersistResult for an idempotent replay."""
         spec, writer = job.spec, job.writer
-        writer.finish()
+        writer.finish(durable)
         fault("persist.after_fsync")
         staged = writer.staged_path()
         head = writer.read_staged(2048)
+        detected = sniff(head)            # once: libmagic is the costly part
         if spec.type == "kv":
             _check_json(staged)
             content_type = "application/json"
         else:
-            content_type = guess_content_type(head, job.filename, spec.content_type)
+            content_type = guess_content_type(head, job.filename, spec.content_type, detected)
         request_hash = None
         if job.idempotency_key:
             request_hash = hashlib.sha256(
@@ -236,7 +259,7 @@ class ResourceService:
         s = self.settings
         extracted = extract(staged, writer.size, content_type, s.extract_max_read,
                             s.extract_max_chars, self.pdf, s.pdf_max_pages,
-                            s.pdf_timeout_seconds) if staged else None
+                            s.pdf_timeout_seconds, detected) if staged else None
         text = extracted.text if extracted else ""
         fault("persist.after_extract")
         outcome = extracted.outcome if extracted else Extraction()
@@ -261,18 +284,69 @@ class ResourceService:
             extraction=outcome, search_index=overrides)
         res.content_indexed = effective_content(res, text)[1]
         idem = (job.workspace, job.idempotency_key, request_hash) if request_hash else None
-        with self.lifecycle.lock.held():      # reentrant; publish takes it too
-            if idem:
-                # A concurrent retry with the same key may have committed since the
-                # check above: look again under the commit lock, so only one writes.
-                replay = self._idempotent_replay(job.workspace, job.idempotency_key,
-                                                 request_hash)
-                if replay is not None:
-                    writer.abort()
-                    return PersistResult(replay, created=False, replayed=True)
-            res, created = self.lifecycle.publish(writer, res, text, idem)
-        self._index_now()
-        return PersistResult(res, created=created)
+        return writer, res, text, idem
+
+    def persist_many(self, workspace: str,
+                     items: Iterable[tuple[PersistSpec | dict | str | None,
+                                           BinaryIO | Iterable[bytes] | bytes]],
+                     group: int = 256) -> list[PersistResult]:
+        """Bulk persist: same validation, records and crash safety as ``persist``, but
+        per group one durability barrier, one intent and one record transaction and one
+        index commit, instead of per resource. No idempotency keys here."""
+        results: list[PersistResult] = []
+        pending: list[tuple[PersistJob, tuple]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            try:
+                by_backend: dict[int, list] = {}
+                for job, (writer, res, text, _) in pending:
+                    by_backend.setdefault(id(job.backend), [job.backend, []])[1].append(
+                        (writer, res, text))
+                for backend, batch in by_backend.values():
+                    backend.sync_barrier()          # staged bytes durable before intents
+                    for res, created in self.lifecycle.publish_many(batch, backend):
+                        results.append(PersistResult(res, created=created))
+            finally:
+                for job, _ in pending:
+                    job.abort()                      # no-op for published writers
+                pending.clear()
+
+        # Bodies stream in on this thread; detection and extraction (libmagic runs
+        # without the GIL) overlap on a small pool, in order.
+        futures: list[tuple[PersistJob, Future]] = []
+
+        def drain(keep: int) -> None:
+            while len(futures) > keep:
+                job, fut = futures.pop(0)
+                prepared = fut.result()
+                assert not isinstance(prepared, PersistResult)
+                pending.append((job, prepared))
+                if len(pending) >= group:
+                    flush()
+
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            try:
+                for spec, body in items:
+                    job = self.begin_persist(workspace, spec)
+                    futures.append((job, pool.submit(_fill_and_prepare, self, job, body)))
+                    drain(keep=8)
+                drain(keep=0)
+                flush()
+            finally:
+                for job, fut in futures:
+                    fut.cancel()
+                for job, fut in futures:
+                    try:
+                        fut.result()
+                    except BaseException:
+                        pass
+                    job.abort()
+                for job, _ in pending:
+                    job.abort()
+                self._index_now()
+        return results
 
     def _idempotent_replay(self, workspace: str, key: str, request_hash: str) -> Resource | None:
         found = self.catalog.idempotency(self.catalog.conn, workspace, key)
@@ -914,6 +988,16 @@ class ResourceService:
             self.lifecycle.delete([res])
         self._index_now()
         return res
+
+
+def _fill_and_prepare(svc: ResourceService, job: PersistJob, body: Any) -> Any:
+    try:
+        for chunk in _chunks(body):
+            job.write(chunk)
+        return svc._prepare(job, durable=False)
+    except BaseException:
+        job.abort()
+        raise
 
 
 def _check_json(path: str | None) -> None:

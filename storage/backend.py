@@ -31,8 +31,9 @@ class BlobWriter(abc.ABC):
         """Append bytes; raises TooLarge as soon as the limit is passed (and aborts)."""
 
     @abc.abstractmethod
-    def finish(self) -> None:
-        """Make the staged bytes durable; size and sha256 are final afterwards."""
+    def finish(self, durable: bool = True) -> None:
+        """Size and sha256 are final afterwards; ``durable`` makes the staged bytes
+        durable now (the bulk path passes False and calls ``sync_barrier`` once)."""
 
     @abc.abstractmethod
     def read_staged(self, max_bytes: int) -> bytes:
@@ -43,7 +44,7 @@ class BlobWriter(abc.ABC):
         """A local file path of the staged bytes, when the backend has one."""
 
     @abc.abstractmethod
-    def publish(self) -> None:
+    def publish(self, durable: bool = True) -> None:
         """Atomically move the staged bytes to the key (replacing what was there)."""
 
     @abc.abstractmethod
@@ -72,6 +73,10 @@ class StorageBackend(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[BlobStat]: ...
+
+    @abc.abstractmethod
+    def sync_barrier(self) -> None:
+        """Make every finished and published write durable (bulk path)."""
 
     @abc.abstractmethod
     def staging_exists(self, staging_ref: str) -> bool: ...

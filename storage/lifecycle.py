@@ -104,6 +104,46 @@ class Lifecycle:
             fault("persist.after_commit")
             return res, current is None
 
+    def publish_many(self, items: list[tuple[BlobWriter, Resource, str]],
+                     backend: StorageBackend) -> list[tuple[Resource, bool]]:
+        """The bulk form of ``publish``: the same steps and intents, but one transaction
+        for all intents, one for all records, and one durability barrier instead of an
+        fsync per file and folder. The staged bytes must be durable already
+        (``backend.sync_barrier()`` after ``finish(durable=False)``)."""
+        out: list[tuple[Resource, bool]] = []
+        with self.lock.held():
+            seen: dict[tuple[str, str], Resource] = {}
+            with self.catalog.transaction() as conn:
+                for _, res, _ in items:
+                    loc = (res.connection, res.path)
+                    current = seen.get(loc) or self.catalog.by_location(conn, *loc)
+                    if current is not None:
+                        if current.type != res.type:
+                            raise Conflict(f"a {current.type} resource already lives at "
+                                           f"{res.path}; a {res.type} cannot replace it")
+                        res.id, res.created_at = current.id, current.created_at
+                        res.version = current.version + 1
+                    out.append((res, current is None))
+                    seen[loc] = res
+                fault("persist.before_intent")
+                intents = [int(conn.execute(
+                    "INSERT INTO intents(kind, payload, created_at) VALUES ('persist', ?, ?)",
+                    (_json({"staging": w.staging_ref, "connection": r.connection,
+                            "row": r.to_row(), "text": t, "idempotency": None}),
+                     self.now())).lastrowid) for w, r, t in items]
+            fault("persist.before_publish")
+            for writer, _, _ in items:
+                writer.publish(durable=False)
+            backend.sync_barrier()
+            fault("persist.after_publish")
+            with self.catalog.transaction() as conn:
+                for (_, res, text), intent in zip(items, intents):
+                    res.seq = self.catalog.next_seq(conn)
+                    self.catalog.upsert(conn, res, text)
+                    self.catalog.drop_intent(conn, intent)
+            fault("persist.after_commit")
+        return out
+
     # -- delete --------------------------------------------------------------------------
     def delete(self, resources: list[Resource]) -> None:
         """Remove blobs, records and (through the outbox) index entries together."""

@@ -139,7 +139,9 @@ class Resource:
 
     # -- catalog row mapping ---------------------------------------------------------
     def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        # Field by field, not dataclasses.asdict: this is on the persist hot path and
+        # asdict deep-copies every list and nested dataclass.
+        row = {name: getattr(self, name) for name in self.__dataclass_fields__}
         row["uri"] = self.uri
         row["tags"] = json.dumps(self.tags)
         row["extraction"] = json.dumps(asdict(self.extraction))

@@ -54,6 +54,12 @@ def main() -> None:
             persist(svc, ackfile, f"expiring{i}", {"ttl-seconds": 10})
     elif op == "persist":
         persist(svc, ackfile, "newword", {})
+    elif op == "bulk":
+        words = [f"bulkword{i}" for i in range(5)]
+        results = svc.persist_many(WS, (({"filename": f"{w}.txt"}, body(w)) for w in words))
+        for w, r in zip(words, results):
+            ack(ackfile, {"uri": r.resource.uri, "word": w,
+                          "sha256": hashlib.sha256(body(w)).hexdigest()})
     elif op == "rewrite":
         persist(svc, ackfile, "rewriteword", {"slot": "archive", "path": "exports/2026",
                                               "filename": "slotword.txt"})

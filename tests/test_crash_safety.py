@@ -1,4 +1,4 @@
-"""SIGKILL at every step of persist, slot rewrite, delete and gc; then restart and doctor.
+"""SIGKILL at every step of persist, bulk persist, slot rewrite, delete and gc; then restart and doctor.
 
 Fault points are compiled in (storage/faults.py) and armed per process by
 RESOURCES_FAULT, so each kill lands exactly at the step named. After the kill, a new
@@ -33,6 +33,12 @@ CASES = [
     ("persist", "persist.after_commit"),
     ("persist", "index.before_commit"),
     ("persist", "index.after_commit"),
+    ("bulk", "persist.after_extract@3"),
+    ("bulk", "persist.before_intent"),
+    ("bulk", "persist.before_publish"),
+    ("bulk", "persist.after_publish"),
+    ("bulk", "persist.after_commit"),
+    ("bulk", "index.before_commit"),
     ("rewrite", "persist.after_fsync"),
     ("rewrite", "persist.before_intent"),
     ("rewrite", "persist.before_publish"),
