@@ -44,3 +44,47 @@ def files_under(root: Path) -> set[str]:
 # A real `resources serve` shared by the HTTP API tests (tests/server.py); defined here so
 # that every module gets the same session-scoped server, not one each.
 from server import api_server  # noqa: E402,F401
+
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    """The service's clock, controlled by a file (storage/clock.py): no sleeping."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.set(T0)
+
+    def now(self) -> float:
+        return float(self.path.read_text())
+
+    def set(self, epoch: float) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(repr(float(epoch)))
+        os.replace(tmp, self.path)      # a reader never sees a half-written file
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.now() + seconds)
+
+
+@pytest.fixture
+def clock(tmp_path, monkeypatch) -> Clock:
+    c = Clock(tmp_path / "clock")
+    monkeypatch.setenv("RESOURCES_CLOCK_FILE", str(c.path))
+    return c
+
+
+@pytest.fixture
+def svc(clock, service):
+    """The service on a controlled clock."""
+    return service
+
+
+@pytest.fixture
+def env(home, clock) -> dict:
+    """Environment of an embedded CLI on the test's data home and clock."""
+    from server import base_env
+    e = base_env(home, clock.path)
+    e["RESOURCES_WORKSPACE"] = "ws-acme"
+    return e

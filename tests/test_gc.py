@@ -9,41 +9,12 @@ from pathlib import Path
 import pytest
 import tantivy
 
+from conftest import T0
 from server import base_env, cli
 from storage.errors import NotFound
 
 WS = "ws-acme"
-T0 = 1_800_000_000.0
 HOUR = 3600
-
-
-class Clock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.set(T0)
-
-    def now(self) -> float:
-        return float(self.path.read_text())
-
-    def set(self, epoch: float) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(repr(float(epoch)))
-        os.replace(tmp, self.path)
-
-    def advance(self, seconds: float) -> None:
-        self.set(self.now() + seconds)
-
-
-@pytest.fixture
-def clock(tmp_path, monkeypatch) -> Clock:
-    c = Clock(tmp_path / "clock")
-    monkeypatch.setenv("RESOURCES_CLOCK_FILE", str(c.path))
-    return c
-
-
-@pytest.fixture
-def svc(clock, service):
-    return service
 
 
 @pytest.fixture
