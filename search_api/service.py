@@ -12,7 +12,6 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from indexer.extract import extract
@@ -39,7 +38,7 @@ from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, n
 from storage.kv import KvEntry, KvStore, find_uris
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
-from .auth import KeyStore
+from .auth import KeyStore, Principal
 from .signing import Signer, load_secret, parse_ttl
 
 CHUNK = 1024 * 1024
@@ -198,8 +197,7 @@ class ResourceService:
             key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
             under = None
         backend = self.backends[connection]
-        backend.path_for(key) if hasattr(backend, "path_for") else None  # final escape check
-        writer = backend.open_write(key, tier.max_bytes)
+        writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
         return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
                           filename_segments[-1], idempotency_key)
 
@@ -595,9 +593,8 @@ class ResourceService:
         return out
 
     # -- web view (search_api/web.py) ----------------------------------------------------
-    def web_principal(self, key_id: str) -> "Principal | None":
+    def web_principal(self, key_id: str) -> Principal | None:
         """The key behind a web session, re-read on every request (None once it is gone)."""
-        from .auth import Principal
         row = self.catalog.conn.execute(
             "SELECT workspace, scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:

@@ -5,14 +5,13 @@ the same numbers GET /v1/{ws}/usage gives."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import tantivy
 
-from conftest import FIXTURES, T0
+from conftest import FIXTURES
 from search_api import doctor
 from server import base_env, cli, ok_body, start_server, stop_server, upload
 

@@ -3,13 +3,11 @@ blob, record and index document together; `--dry-run` only lists them."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import tantivy
 
-from conftest import T0
 from server import base_env, cli
 from storage.errors import NotFound
 

@@ -5,13 +5,11 @@ first with cursor paging, versions."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from conftest import T0
-from server import base_env, cli
+from server import cli
 from storage.clock import parse_rfc3339
 from storage.errors import BadRequest, NotFound, TooLarge, VersionConflict
 

@@ -66,7 +66,7 @@ def test_put_201_then_200_get_resolve_delete(srv, c):
     assert ref["record"]["uri"] == res["uri"] and ref["record"]["sha256"] == res["sha256"]
     assert ref["record"]["webUrl"].startswith(srv.base)
 
-    ok_body(c.delete(f"/v1/ws-acme/resources/by-uri", params={"uri": res["uri"]}))
+    ok_body(c.delete("/v1/ws-acme/resources/by-uri", params={"uri": res["uri"]}))
     resolved = ok_body(c.get(path(key), params={"resolve": "true"}))["data"]
     assert resolved["refs"] == {res["uri"]: {"record": None, "reason": "missing"}}
 

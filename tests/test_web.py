@@ -460,10 +460,10 @@ def test_other_workspace_is_404_and_sessions_end(site: Site, browser: Browser,
         missing = page.goto(site.url(f"/ui/{WS}/resources/{MISSING_ID}"))
         assert missing is not None and missing.status == 404
         missing_text = page.inner_text("main")
-        for path in (f"/ui/ws-other/search", f"/ui/ws-other/resources/{site.ids['other']}",
+        for path in ("/ui/ws-other/search", f"/ui/ws-other/resources/{site.ids['other']}",
                      f"/ui/{WS}/resources/{site.ids['other']}",
                      f"/ui/{WS}/resources/{site.ids['other']}/content",
-                     f"/ui/ws-other/workflows/run-42", f"/ui/ws-other/picker"):
+                     "/ui/ws-other/workflows/run-42", "/ui/ws-other/picker"):
             r = page.goto(site.url(path))
             assert r is not None and r.status == 404, path
             assert page.inner_text("main") == missing_text, path
