@@ -4,12 +4,11 @@ For every slot bound to the ``platform`` connection (all workspaces) the watcher
 ``<home>/workspaces/<ws>/storage/<root>/`` recursively with watchfiles. Everything goes
 through the service, so blob, record and index entry stay together:
 
-* a file created or changed there is persisted with that slot and its path under the
-  root (``{"slot", "path", "filename"}``): a new resource, or the same uri with version
-  + 1 when its bytes differ from the record's sha256. Persisting rewrites the file itself
-  (the staged copy is renamed over it); that event finds equal hashes and stops there, so
-  there is no loop. Tags, tier, display name, workflow fields and search-index overrides
-  of an existing record are carried over to the new version.
+* a file created or changed there is adopted where it lies (``ResourceService.adopt``:
+  hashed and extracted in place, never copied over) with that slot and its path under
+  the root: a new resource, or the same uri with version + 1 when its bytes differ from
+  the record's sha256. Tags, tier, display name, workflow fields and search-index
+  overrides of an existing record are carried over to the new version.
 * a file removed there loses its record and index entry (``forget_location``); a removed
   folder takes the records below it.
 * ignored: the staging folder ``<home>/tmp``, any ``tmp/`` folder inside a root, names
@@ -22,10 +21,9 @@ watcher is live, and again whenever the set of slots changes or a root folder va
 delete tidies empty folders away), the roots are scanned, so files written while nobody
 watched are registered too (removals are only acted on as events).
 
-Known limit: a program that rewrites a file in the instant between the watcher's read
-and its atomic rename loses that write to the copy just read; a program that keeps a file
-open and appends to it keeps writing to the replaced inode. Write, close, then let the
-watcher pick the file up (or write to ``name.part`` and rename).
+A file that changes while it is being adopted is recorded with the hash that was read;
+its next change event adopts it again, so the record catches up (doctor reports the
+sha256 mismatch in between). Write, close, then let the watcher pick the file up.
 """
 from __future__ import annotations
 
@@ -41,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import watchfiles
 from watchfiles import Change, DefaultFilter
 
-from storage.errors import ResourceError
+from storage.errors import NotFound, ResourceError
 
 if TYPE_CHECKING:   # pragma: no cover
     from search_api.service import ResourceService
@@ -191,9 +189,8 @@ class SlotWatcher:
                 spec["slot"] = current.slot
             spec.update(_carried_over(current))
         try:
-            with open(path, "rb") as fh:
-                res = svc.persist(root.workspace, spec, fh).resource
-        except FileNotFoundError:
+            res = svc.adopt(root.workspace, spec).resource
+        except (FileNotFoundError, NotFound):
             return None
         except ResourceError as exc:
             self.stats.failed += 1

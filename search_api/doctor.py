@@ -150,10 +150,8 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
             if placed is not None:
                 ws, slot, under = placed
                 folder, _, leaf = under.rpartition("/")
-                path = svc.backends["platform"].path_for(p.subject)
-                with open(path, "rb") as fh:
-                    res = svc.persist(ws, {"slot": slot.name, "path": folder or None,
-                                           "filename": leaf}, fh).resource
+                res = svc.adopt(ws, {"slot": slot.name, "path": folder or None,
+                                     "filename": leaf}).resource
                 fixed.append({**asdict(p), "action": f"registered as {res.uri}"})
             else:
                 fixed.append({**asdict(p), "action": f"quarantined at {_quarantine(svc, p.subject)}"})

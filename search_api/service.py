@@ -173,8 +173,14 @@ class ResourceService:
         return slot
 
     # -- persist -------------------------------------------------------------------------
+    def adopt(self, workspace: str, spec: PersistSpec | dict | str | None) -> PersistResult:
+        """Register the file already lying at the spec's slot location (``watch``):
+        the same record, index entry and crash safety as a persist, but the bytes are
+        read where they are, never rewritten, so a program writing there loses nothing."""
+        return self.begin_persist(workspace, spec, adopt=True).commit()
+
     def begin_persist(self, workspace: str, spec: PersistSpec | dict | str | None,
-                      idempotency_key: str | None = None) -> PersistJob:
+                      idempotency_key: str | None = None, adopt: bool = False) -> PersistJob:
         """Validate everything knowable before the body, then open the write stream."""
         check_workspace(workspace)
         spec = spec if isinstance(spec, PersistSpec) else parse_spec(spec)
@@ -197,7 +203,15 @@ class ResourceService:
             key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
             under = None
         backend = self.backends[connection]
-        writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
+        if adopt:
+            if slot is None or not hasattr(backend, "adopt"):
+                raise InvalidSpec("only a file in a slot folder of a local connection can be adopted")
+            try:
+                writer = backend.adopt(key, tier.max_bytes)
+            except FileNotFoundError:
+                raise NotFound("no file at that slot location") from None
+        else:
+            writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
         return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
                           filename_segments[-1], idempotency_key)
 

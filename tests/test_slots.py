@@ -159,3 +159,23 @@ def test_a_failed_rewrite_leaves_the_old_content_intact(service, home, archive):
     current = service.get(WS, first.uri)
     assert current.version == 1 and current.sha256 == first.sha256
     assert not any((home / "tmp").iterdir())
+
+
+def test_a_file_dropped_in_a_slot_folder_is_adopted_where_it_lies(service, home):
+    """watch and doctor register such files in place: never copied over, so a program
+    still writing there loses nothing."""
+    service.bind_slot("ws-acme", "archive", "reports/acme")
+    folder = home / "workspaces/ws-acme/storage/reports/acme/drop"
+    folder.mkdir(parents=True)
+    dropped = folder / "note.txt"
+    dropped.write_bytes(b"adoptedwombat notes")
+    inode = dropped.stat().st_ino
+    res = service.adopt("ws-acme", {"slot": "archive", "path": "drop",
+                                    "filename": "note.txt"}).resource
+    assert dropped.stat().st_ino == inode
+    assert res.path_under_root == "drop/note.txt" and res.size == 19
+    assert [r.uri for r in service.search("ws-acme", "adoptedwombat").items] == [res.uri]
+    dropped.write_bytes(b"adoptedwombat notes, second draft")
+    again = service.adopt("ws-acme", {"slot": "archive", "path": "drop",
+                                      "filename": "note.txt"}).resource
+    assert again.uri == res.uri and again.version == 2 and again.size == 33
