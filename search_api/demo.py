@@ -68,7 +68,7 @@ API key for {WORKSPACE} (shown once): {key}
 
 Try:
   curl -s -H 'Authorization: Bearer {key}' '{base}/v1/{WORKSPACE}/resources/search?q=zephyrquasar' | jq '.data.items[].uri'
-  RESOURCES_API_URL={base} RESOURCES_API_KEY={key} RESOURCES_WORKSPACE={WORKSPACE} .venv/bin/resources search invoice --slot archive
+  RESOURCES_API_URL={base} RESOURCES_API_KEY={key} RESOURCES_WORKSPACE={WORKSPACE} .venv/bin/resources search revenue --slot archive
   open {base}/ui/login   (sign in with the key)
 """, flush=True)
     import uvicorn
