@@ -220,7 +220,7 @@ class SearchIndex:
                     except BaseException:
                         pass
                     raise
-                self.catalog.ack_index(rows[-1][0])
+                self.catalog.ack_index([row_id for row_id, _ in rows])
                 index.reload()
                 applied += len(ids)
 

@@ -23,7 +23,7 @@ import sqlite_utils
 
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -74,7 +74,21 @@ def _m3(db: sqlite_utils.Database) -> None:
     db["upload_sessions"].create_index(["expires_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3]
+def _m4(db: sqlite_utils.Database) -> None:
+    # Outbox and intent ids must never be reused: a sync acknowledges the rows it read
+    # by id, and a reused id would acknowledge a newer row it never applied (another
+    # process's write would then be missing from the index). AUTOINCREMENT guarantees
+    # monotonic, never-reused ids.
+    for table, cols in (("index_outbox", "resource_id TEXT"),
+                        ("intents", "kind TEXT, payload TEXT, created_at FLOAT")):
+        names = ", ".join(c.split()[0] for c in cols.split(", "))
+        db.execute(f"CREATE TABLE {table}_new (id INTEGER PRIMARY KEY AUTOINCREMENT, {cols})")
+        db.execute(f"INSERT INTO {table}_new (id, {names}) SELECT id, {names} FROM {table}")
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -223,9 +237,13 @@ class Catalog:
         return [(r[0], r[1]) for r in self.conn.execute(
             "SELECT id, resource_id FROM index_outbox ORDER BY id LIMIT ?", (limit,))]
 
-    def ack_index(self, upto: int) -> None:
+    def ack_index(self, row_ids: list[int]) -> None:
+        """Acknowledge exactly the outbox rows that were applied (ids are never reused)."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM index_outbox WHERE id <= ?", (upto,))
+            for i in range(0, len(row_ids), 500):
+                chunk = row_ids[i:i + 500]
+                conn.execute(f"DELETE FROM index_outbox WHERE id IN ({','.join('?' * len(chunk))})",
+                             chunk)
 
     def outbox_size(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM index_outbox").fetchone()[0]
