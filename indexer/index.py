@@ -247,15 +247,21 @@ class SearchIndex:
         query = tantivy.Query.boolean_query(clauses)
         searcher = index.searcher()
         if text_query is None:
-            # Browsing: newest first with a keyset cursor (stable under inserts).
-            total = searcher.search(query, 1, count=True).count   # limit 0 panics
-            if before_seq is not None:
+            # Browsing: newest first with a keyset cursor (stable under inserts). The
+            # first page gets its total from the same pass; later pages need a second
+            # count of the whole set, since their query is narrowed to older entries.
+            if before_seq is None:
+                result = searcher.search(query, limit, count=True, order_by_field="seq",
+                                         order=tantivy.Order.Desc)
+                total = result.count
+            else:
+                total = searcher.search(query, 1, count=True).count   # limit 0 panics
                 query = tantivy.Query.boolean_query([
                     (tantivy.Occur.Must, query),
                     (tantivy.Occur.Must, tantivy.Query.range_query(
                         self.schema, "seq", tantivy.FieldType.Integer, 0, before_seq - 1))])
-            result = searcher.search(query, limit, count=False, order_by_field="seq",
-                                     order=tantivy.Order.Desc)
+                result = searcher.search(query, limit, count=False, order_by_field="seq",
+                                         order=tantivy.Order.Desc)
         else:
             result = searcher.search(query, limit, count=True, offset=offset)
             total = result.count
