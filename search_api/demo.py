@@ -24,23 +24,20 @@ def load_fixtures(service: ResourceService, workspace: str = WORKSPACE) -> int:
     if marker.exists():
         return 0
     service.bind_slot(workspace, "archive", "reports/acme")
-    count = 0
-    with service.batch():
-        for path in sorted(FIXTURES.iterdir()):
-            if path.name in SKIP or not path.is_file() or path.name.startswith("."):
-                continue
-            spec = {"filename": path.name, "flow": "demo-flow", "step": "load-fixtures",
-                    "workflow-id": "wf-demo-1", "tags": ["fixture"]}
-            if path.suffix in (".pdf", ".png", ".csv"):
-                spec.update({"slot": "archive", "path": "exports/{{input.year}}",
-                             "params": {"input": {"year": "2026"}}})
-            with open(path, "rb") as fh:
-                service.persist(workspace, spec, fh)
-            count += 1
-        service.persist(workspace, {"type": "kv", "filename": "summary.json", "flow": "demo-flow",
-                                    "step": "summarize", "workflow-id": "wf-demo-1"},
-                        b'{"rows": 7, "status": "ok", "note": "demo result"}')
-        count += 1
+    items: list[tuple[dict, bytes]] = []
+    for path in sorted(FIXTURES.iterdir()):
+        if path.name in SKIP or not path.is_file() or path.name.startswith("."):
+            continue
+        spec = {"filename": path.name, "flow": "demo-flow", "step": "load-fixtures",
+                "workflow-id": "wf-demo-1", "tags": ["fixture"]}
+        if path.suffix in (".pdf", ".png", ".csv"):
+            spec.update({"slot": "archive", "path": "exports/{{input.year}}",
+                         "params": {"input": {"year": "2026"}}})
+        items.append((spec, path.read_bytes()))
+    items.append(({"type": "kv", "filename": "summary.json", "flow": "demo-flow",
+                   "step": "summarize", "workflow-id": "wf-demo-1"},
+                  b'{"rows": 7, "status": "ok", "note": "demo result"}'))
+    count = len(service.persist_many(workspace, items))
     marker.write_text("ok\n")
     return count
 
