@@ -88,3 +88,14 @@ def env(home, clock) -> dict:
     e = base_env(home, clock.path)
     e["RESOURCES_WORKSPACE"] = "ws-acme"
     return e
+
+
+def fresh_index_ids(home: Path) -> set[str]:
+    """The live index as a new reader sees it (after another process committed)."""
+    import tantivy
+    index = tantivy.Index.open(str((home / "index").resolve()))
+    searcher = index.searcher()
+    if searcher.num_docs == 0:
+        return set()
+    hits = searcher.search(tantivy.Query.all_query(), searcher.num_docs).hits
+    return {searcher.doc(address)["id"][0] for _, address in hits}

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 import tantivy
 
-from conftest import FIXTURES
+from conftest import FIXTURES, fresh_index_ids
 from search_api import doctor
 from server import base_env, cli, ok_body, start_server, stop_server, upload
 
@@ -50,14 +50,6 @@ def drop_index_document(home: Path, id_: str) -> None:
     writer.commit()
     writer.wait_merging_threads()
 
-
-def fresh_index_ids(home: Path) -> set[str]:
-    index = tantivy.Index.open(str((home / "index").resolve()))
-    searcher = index.searcher()
-    if searcher.num_docs == 0:
-        return set()
-    hits = searcher.search(tantivy.Query.all_query(), searcher.num_docs).hits
-    return {searcher.doc(address)["id"][0] for _, address in hits}
 
 
 # -- the corruptions: each returns (kind, subject, check after repair) ----------------------

@@ -3,11 +3,10 @@ blob, record and index document together; `--dry-run` only lists them."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import tantivy
 
+from conftest import fresh_index_ids
 from server import base_env, cli
 from storage.errors import NotFound
 
@@ -43,15 +42,6 @@ def blob_exists(svc, res) -> bool:
 def index_ids(svc) -> set[str]:
     return {id_ for id_, _ in svc.index.doc_ids()}
 
-
-def fresh_index_ids(home: Path) -> set[str]:
-    """The live index as a new reader sees it (after another process committed)."""
-    index = tantivy.Index.open(str((home / "index").resolve()))
-    searcher = index.searcher()
-    if searcher.num_docs == 0:
-        return set()
-    hits = searcher.search(tantivy.Query.all_query(), searcher.num_docs).hits
-    return {searcher.doc(address)["id"][0] for _, address in hits}
 
 
 def state(svc) -> tuple:

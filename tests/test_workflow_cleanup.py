@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-import tantivy
 
+from conftest import fresh_index_ids
 from server import base_env, cli, error_body, ok_body, start_server, stop_server, upload
 from storage.errors import InvalidSpec
 
@@ -38,14 +38,6 @@ def make_runs(persist) -> dict[str, str]:
 RUN1 = {"wf1-load-ret", "wf1-load-eph", "wf1-dump-eph", "wf1-kv-ret"}
 RUN1_EPH = {"wf1-load-eph", "wf1-dump-eph"}
 
-
-def fresh_index_ids(home: Path) -> set[str]:
-    index = tantivy.Index.open(str((home / "index").resolve()))
-    searcher = index.searcher()
-    if searcher.num_docs == 0:
-        return set()
-    hits = searcher.search(tantivy.Query.all_query(), searcher.num_docs).hits
-    return {searcher.doc(address)["id"][0] for _, address in hits}
 
 
 def present(service, home: Path, uris: dict[str, str]) -> set[str]:
