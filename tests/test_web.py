@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
 from server import FIXTURES, ROOT, Server, create_key, start_server, stop_server, upload  # noqa: E402
@@ -56,7 +55,8 @@ def chromium_path() -> str:
     elif shutil.which("sudo"):
         prefix = ["sudo", "-n"]
     else:
-        pytest.skip("chromium is missing and apt-get needs root: apt-get install chromium")
+        pytest.fail("Debian's chromium is missing and installing it needs root: "
+                    "run `apt-get install chromium` (make test does it through .ci/sysdeps.sh)")
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
         proc = subprocess.run([*prefix, "env", "DEBIAN_FRONTEND=noninteractive", *cmd],
                               capture_output=True, text=True, timeout=900)
