@@ -1,0 +1,210 @@
+"""Upload sessions of the Breyta face (init -> PUT bytes -> complete), and its
+one-resource index operations.
+
+A mixin of ResourceService: sessions live in the catalog; bytes go through the core's
+own persist pipeline at complete, so an upload is a resource like any other.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from storage.errors import InvalidSpec, NotFound
+from storage.layout import check_workspace, optional_segments, split_segments
+from indexer.schema import effective_content
+from storage.backend import BlobWriter
+from storage.records import Resource, new_id
+from storage.spec import parse_spec
+
+
+if TYPE_CHECKING:
+    from .service import ResourceService  # noqa: F401
+
+
+class UploadsMixin:
+    """Breyta-face uploads; mixed into ResourceService (``self`` is the service)."""
+
+    # -- uploads (the Breyta face: init -> PUT bytes -> complete) ------------------------
+    #: Life of an upload session; expired ones (and their staged bytes) are swept at the
+    #: next init.
+    UPLOAD_SESSION_SECONDS = 3600
+
+    def upload_init(self, workspace: str, filename: Any, content_type: Any = None,
+                    folder: Any = None, replace: bool = False) -> dict[str, Any]:
+        """Validate and reserve an upload; its uri is fixed here. The blob will land at
+        ``workspaces/<ws>/persist/_upload/<folder>/<filename>`` (deterministic, so
+        ``replace`` finds the resource: same uri, version + 1). Only a session row is
+        written: an init never completed leaves no resource."""
+        import secrets
+        from storage.errors import Conflict
+        from storage.records import make_uri
+        check_workspace(workspace)
+        self.sweep_upload_sessions()
+        if not isinstance(filename, str) or not filename.strip():
+            raise InvalidSpec("filename is required")
+        if folder is not None and not isinstance(folder, str):
+            raise InvalidSpec("folder must be a string")
+        spec = parse_spec({"type": "blob", "filename": filename, "content-type": content_type})
+        folder_segs = optional_segments((folder or "").strip("/") or None, "folder")
+        name_segs = split_segments(filename, "filename")
+        key = "/".join(["workspaces", workspace, "persist", "_upload", *folder_segs, *name_segs])
+        platform = self.backends["platform"]
+        if hasattr(platform, "path_for"):
+            platform.path_for(key)
+        existing = self.catalog.by_location(self.catalog.conn, "platform", key)
+        if existing is not None and existing.expires_at is not None \
+                and existing.expires_at <= self.now():
+            self.lifecycle.delete([existing])      # expired: gc's work, done now
+            self._index_now()
+            existing = None
+        if existing is not None:
+            if existing.type != "file" or existing.flow or existing.step or existing.slot:
+                raise Conflict(f"{key} holds a resource that was not uploaded")
+            if not replace:
+                raise Conflict(f"{'/'.join([*folder_segs, *name_segs])} already exists "
+                               f"({existing.uri}); pass replace-existing to replace it")
+        resource_id = existing.id if existing is not None else new_id()
+        uri = make_uri(workspace, "file", resource_id)
+        session_id = secrets.token_hex(16)
+        now = self.now()
+        with self.catalog.transaction() as conn:
+            # A newer init for the same uri supersedes an unfinished older one.
+            where = "workspace = ? AND uri = ? AND state IN ('pending', 'uploaded')"
+            superseded = conn.execute(f"SELECT staging_key FROM upload_sessions WHERE {where}",
+                                      (workspace, uri)).fetchall()
+            conn.execute(f"DELETE FROM upload_sessions WHERE {where}", (workspace, uri))
+            conn.execute(
+                "INSERT INTO upload_sessions (id, workspace, resource_id, uri, key, staging_key,"
+                " filename, content_type, replace, state, size, created_at, expires_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (session_id, workspace, resource_id, uri, key,
+                 f"upload-sessions/{workspace}/{session_id}", name_segs[-1], spec.content_type,
+                 int(bool(replace)), "pending", 0, now, now + self.UPLOAD_SESSION_SECONDS))
+        for (staging,) in superseded:
+            platform.delete(staging)
+        return {"uri": uri, "upload-session-id": session_id, "key": key,
+                "expires-at": now + self.UPLOAD_SESSION_SECONDS}
+
+    def _upload_session(self, workspace: str, session_id: str | None,
+                        uri: str | None) -> dict[str, Any]:
+        if session_id is not None:
+            cur = self.catalog.conn.execute(
+                "SELECT * FROM upload_sessions WHERE id = ? AND workspace = ?",
+                (session_id, workspace))
+        else:
+            cur = self.catalog.conn.execute(
+                "SELECT * FROM upload_sessions WHERE workspace = ? AND uri = ? AND state IN "
+                "('pending', 'uploaded') ORDER BY created_at DESC LIMIT 1", (workspace, uri))
+        row = cur.fetchone()
+        session = dict(zip([d[0] for d in cur.description], row)) if row else None
+        if session is None or (uri is not None and session["uri"] != uri) \
+                or session["expires_at"] <= self.now():
+            raise NotFound("upload session not found or expired: start again with init")
+        return session
+
+    def upload_stage(self, workspace: str, uri: str, session_id: str | None = None
+                     ) -> tuple[dict[str, Any], BlobWriter]:
+        """Open the write stream of an upload's bytes (retained tier limit)."""
+        from storage.errors import Conflict
+        session = self._upload_session(workspace, session_id, uri)
+        if session["state"] not in ("pending", "uploaded"):
+            raise Conflict("this upload is already completed")
+        writer = self.backends["platform"].open_write(
+            session["staging_key"], self.settings.tiers["retained"].max_bytes)
+        return session, writer
+
+    def upload_staged(self, session: dict[str, Any], writer: BlobWriter) -> int:
+        """The bytes of a PUT are in: keep them for complete (a new PUT replaces them)."""
+        from storage.errors import Conflict
+        writer.finish()
+        writer.publish()
+        with self.catalog.transaction() as conn:
+            updated = conn.execute(
+                "UPDATE upload_sessions SET state = 'uploaded', size = ? WHERE id = ? AND "
+                "state IN ('pending', 'uploaded')", (writer.size, session["id"])).rowcount
+        if not updated:
+            self.backends["platform"].delete(session["staging_key"])
+            raise Conflict("the upload session ended meanwhile (completed or superseded)")
+        return writer.size
+
+    def upload_complete(self, workspace: str, uri: str, session_id: str) -> Resource:
+        """Persist the staged bytes as the file resource reserved at init (a retried
+        complete answers the same resource)."""
+        from storage.errors import Conflict
+        session = self._upload_session(workspace, session_id, uri)
+        if session["state"] == "completed":
+            return self.get(workspace, session["uri"])
+        if session["state"] == "pending":
+            raise Conflict("no bytes were uploaded yet: PUT the file to the upload-url first")
+        with self.catalog.transaction() as conn:
+            claimed = conn.execute("UPDATE upload_sessions SET state = 'completing' WHERE id = ?"
+                                   " AND state = 'uploaded'", (session["id"],)).rowcount
+        if not claimed:
+            raise Conflict("this upload is being completed by another request")
+        platform = self.backends["platform"]
+        back_to = "uploaded"
+        try:
+            current = self.catalog.by_location(self.catalog.conn, "platform", session["key"])
+            if current is not None and current.id != session["resource_id"]:
+                raise Conflict("another upload to the same folder and filename finished "
+                               "meanwhile: start again")
+            spec = parse_spec({"type": "blob", "filename": session["filename"],
+                               "content-type": session["content_type"]})
+            writer = platform.open_write(session["key"], self.settings.tiers[spec.tier].max_bytes)
+            from .service import PersistJob   # service imports this module
+            job = PersistJob(self, workspace, spec, writer, platform, "platform", session["key"],
+                             None, None, session["filename"], None)
+            job.resource_id = session["resource_id"]   # type: ignore[attr-defined]
+            try:
+                for chunk in platform.open_read(session["staging_key"]):
+                    job.write(chunk)
+            except FileNotFoundError:
+                job.abort()
+                back_to = "pending"
+                raise Conflict("the uploaded bytes are gone: PUT the file again") from None
+            except BaseException:
+                job.abort()
+                raise
+            res = job.commit().resource
+        except BaseException:
+            with self.catalog.transaction() as conn:
+                conn.execute("UPDATE upload_sessions SET state = ? WHERE id = ? AND "
+                             "state = 'completing'", (back_to, session["id"]))
+            raise
+        with self.catalog.transaction() as conn:
+            conn.execute("UPDATE upload_sessions SET state = 'completed', size = ? WHERE id = ?",
+                         (res.size, session["id"]))
+        platform.delete(session["staging_key"])
+        return res
+
+    def sweep_upload_sessions(self) -> int:
+        """Drop expired upload sessions and their staged bytes; returns how many."""
+        import time
+        platform = self.backends["platform"]
+        with self.catalog.transaction() as conn:
+            rows = conn.execute("SELECT id, staging_key FROM upload_sessions WHERE "
+                                "expires_at <= ? LIMIT 1000", (self.now(),)).fetchall()
+            conn.executemany("DELETE FROM upload_sessions WHERE id = ?", [(r[0],) for r in rows])
+        for _, staging in rows:
+            platform.delete(staging)
+        # Staged bytes whose row is gone (a PUT that raced a newer init): once old, drop.
+        live = {r[0] for r in self.catalog.conn.execute("SELECT staging_key FROM upload_sessions")}
+        for blob in list(platform.list("upload-sessions")):
+            if blob.key not in live and blob.mtime < time.time() - self.UPLOAD_SESSION_SECONDS:
+                platform.delete(blob.key)
+        return len(rows)
+
+    # -- one resource's index entry (the Breyta face's search-index show / reindex) -----
+    def search_document(self, workspace: str, uri: str) -> tuple[Resource, str, list[str]]:
+        """(record, the content text the index holds for it, its indexed tags)."""
+        from indexer.schema import indexed_tags
+        res = self.get(workspace, uri)
+        text, _ = effective_content(res, self.catalog.extract_text(res.id))
+        return res, text, indexed_tags(res)
+
+    def reindex_resource(self, workspace: str, uri: str) -> Resource:
+        """Rewrite one resource's index entry from its record and stored text."""
+        res = self.get(workspace, uri)
+        with self.catalog.transaction() as conn:
+            self.catalog.enqueue_index(conn, res.id)
+        self._index_now()
+        return res

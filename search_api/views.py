@@ -1,0 +1,139 @@
+"""Read models of the web view (search_api/web.py): facets, previews, run pages.
+
+A mixin of ResourceService: these only read through the core's own search and catalog.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from indexer.query import Filters, parse_text
+from storage.layout import check_workspace
+from storage.records import Resource
+
+from .auth import Principal
+
+if TYPE_CHECKING:
+    from .service import ResourceService  # noqa: F401
+
+
+class ViewsMixin:
+    """Web-view reads; mixed into ResourceService (``self`` is the service)."""
+
+    # -- web view (search_api/web.py) ----------------------------------------------------
+    def web_principal(self, key_id: str) -> Principal | None:
+        """The key behind a web session, re-read on every request (None once it is gone)."""
+        row = self.catalog.conn.execute(
+            "SELECT workspace, scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            return None
+        return Principal(key_id, row[0], frozenset(json.loads(row[1])))
+
+    def facets(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
+               keyword_mode: str = "all", max_roots: int = 100) -> dict[str, Any]:
+        """Exact counts per type, tier and storage root of what the same search matches.
+
+        Each count is the same query and filters with that one value as an extra filter
+        (the index's own total), so the numbers always agree with ``meta.total``. A
+        resource has one type, one tier and at most one root, so the ``None`` root
+        bucket is the remainder."""
+        from dataclasses import replace
+        check_workspace(workspace)
+        filters = Filters.from_params(params or {})
+        if filters.slot:
+            slot = self._slot(workspace, filters.slot)
+            filters.storage_backend = self.backends[slot.connection].family
+            filters.storage_root = slot.root
+        text_query = parse_text(self.index._current(), q or "", keyword_mode)
+        now = int(self.now())
+
+        def count(f: Filters) -> int:
+            return self.index.search(workspace, text_query, f, now, 1, snippets=False).total
+
+        total = count(filters)
+        types = []
+        for t in ("file", "result"):
+            excluded = (filters.types and t not in filters.types) or \
+                (filters.content_sources and t not in filters.content_sources)
+            types.append((t, 0 if excluded or not total else count(replace(filters, types=[t]))))
+        tiers = []
+        for t in self.settings.tiers:
+            excluded = (filters.tier and filters.tier != t) or filters.exclude_tier == t
+            tiers.append((t, 0 if excluded or not total else count(replace(filters, tier=t))))
+        known = [r[0] for r in self.catalog.conn.execute(
+            "SELECT DISTINCT storage_root FROM resources WHERE workspace = ? AND "
+            "storage_root IS NOT NULL ORDER BY 1 LIMIT ?", (workspace, max_roots + 1))]
+        roots: list[tuple[str | None, int]] = []
+        for r in known[:max_roots]:
+            excluded = filters.storage_root is not None and filters.storage_root != r
+            roots.append((r, 0 if excluded or not total
+                          else count(replace(filters, storage_root=r))))
+        if len(known) <= max_roots:
+            roots.append((None, total - sum(n for _, n in roots)))
+        return {"total": total, "type": types, "tier": tiers, "storage-root": roots,
+                "roots-capped": len(known) > max_roots}
+
+    def storage_roots(self, workspace: str) -> list[str]:
+        return [r[0] for r in self.catalog.conn.execute(
+            "SELECT DISTINCT storage_root FROM resources WHERE workspace = ? AND "
+            "storage_root IS NOT NULL ORDER BY 1 LIMIT 500", (check_workspace(workspace),))]
+
+    def preview(self, workspace: str, id_: str, max_bytes: int = 64 * 1024,
+                pdf_chars: int = 5000) -> dict[str, Any]:
+        """What the web view shows of a resource's content, bounded: ``kind`` is
+        text | json | image | pdf | none; ``text`` is plain (the template escapes it)."""
+        from indexer.extract import decode_text
+        res = self.get_by_id(workspace, id_)
+        ctype = (res.content_type or "").split(";")[0].strip().lower()
+        out: dict[str, Any] = {"resource": res, "kind": "none", "text": None,
+                               "truncated": False, "error": None}
+
+        def head(limit: int) -> bytes:
+            if res.size == 0:
+                return b""
+            _, _, _, chunks = self.read(workspace, res.uri, (0, limit - 1))
+            return b"".join(chunks)
+
+        if ctype.startswith("image/"):
+            out["kind"] = "image"
+        elif ctype == "application/pdf" or res.extraction.extractor == "pdf":
+            out["kind"] = "pdf"
+            backend = self.backends[res.connection]
+            text, error = "", None
+            if hasattr(backend, "path_for"):
+                got = self.pdf.extract(str(backend.path_for(res.path)), 1, pdf_chars,
+                                       min(self.settings.pdf_timeout_seconds, 5.0))
+                text, error = got.text, got.error
+            if not text.strip():
+                text = self.catalog.extract_text(res.id)[:pdf_chars]
+            out.update(text=text[:pdf_chars], error=error,
+                       truncated=len(text) > pdf_chars)
+        elif res.type == "result" or ctype == "application/json" or ctype.endswith("+json"):
+            limit = 4 * max_bytes
+            data = head(limit)
+            if res.size <= limit:
+                try:
+                    out.update(kind="json", text=json.dumps(json.loads(data), indent=2,
+                                                            ensure_ascii=False)[:limit])
+                    return out
+                except ValueError:
+                    pass
+            text, _ = decode_text(data[:max_bytes])
+            out.update(kind="text", text=text, truncated=res.size > max_bytes)
+        elif res.extraction.extractor == "text" or ctype.startswith("text/"):
+            text, _ = decode_text(head(max_bytes))
+            out.update(kind="text", text=text, truncated=res.size > max_bytes)
+        return out
+
+    def workflow_run(self, workspace: str, workflow_id: str, max_items: int = 1000
+                     ) -> tuple[list[Resource], int]:
+        """(resources of a run, newest first, at most ``max_items``; the run's total)."""
+        items: list[Resource] = []
+        cursor, total = None, 0
+        while len(items) < max_items:
+            page = self.workflow_resources(workspace, workflow_id, None, 100, cursor)
+            items.extend(page.items)
+            total, cursor = page.total, page.next_cursor
+            if not cursor:
+                break
+        return items[:max_items], total
