@@ -66,6 +66,8 @@ def _worker(conn: Connection) -> None:
     import logging
     logging.getLogger("pypdf").setLevel(logging.ERROR)   # broken files are expected here
     _limit_pypdf()
+    import pypdf  # noqa: F401 - imported before saying ready, so no job pays for it
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -74,6 +76,9 @@ def _worker(conn: Connection) -> None:
         path, max_pages, max_chars = job
         result = extract_pdf_text(path, max_pages, max_chars)
         conn.send((result.text, result.truncated, result.error))
+
+
+STARTUP_SECONDS = 60.0
 
 
 class PdfWorker:
@@ -91,6 +96,11 @@ class PdfWorker:
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        # Start-up (a fresh interpreter importing pypdf) is not part of any file's time
+        # bound: wait for the worker to say it is ready before handing it a job.
+        if not parent.poll(STARTUP_SECONDS) or parent.recv() != "ready":
+            self._kill()
+            raise RuntimeError("the PDF extraction worker did not start")
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -104,7 +114,10 @@ class PdfWorker:
         with self._lock:
             if self._proc is None or not self._proc.is_alive():
                 self._kill()
-                self._start()
+                try:
+                    self._start()
+                except (RuntimeError, OSError, EOFError) as exc:
+                    return PdfText("", False, f"extractor unavailable: {exc}")
             assert self._conn is not None
             try:
                 self._conn.send((path, max_pages, max_chars))
