@@ -124,9 +124,10 @@ class PdfWorker:
                 if self._conn.poll(timeout):
                     text, truncated, error = self._conn.recv()
                     return PdfText(text, truncated, error)
-            except (EOFError, OSError, BrokenPipeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a crashed or confused worker
+                # never fails the persist: drop it, report, start afresh next time.
                 self._kill()
-                return PdfText("", False, f"extractor crashed: {exc}")
+                return PdfText("", False, f"extractor failed: {type(exc).__name__}: {exc}")
             self._kill()
             return PdfText("", False, f"timeout: PDF extraction passed {timeout:g} s")
 
