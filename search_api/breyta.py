@@ -30,12 +30,12 @@ from starlette.routing import Match, Route
 
 from indexer.query import parse_limit
 from storage.clock import rfc3339
-from storage.errors import BadRequest, InvalidSpec, NotFound, ResourceError, TooLarge
+from storage.errors import BadRequest, InvalidSpec, NotFound, ResourceError
 from storage.records import Resource
 
 from .auth import READ, WRITE, Principal
 from .openapi import EXTRA_PATHS, _err, _q
-from .routes import _drain, content_response, filter_params, json_body, svc
+from .routes import content_response, filter_params, json_body, stream_body, svc
 from .service import Page
 
 #: Lists answer at most this many items (the core pages at 100; we walk its cursor).
@@ -387,20 +387,9 @@ async def upload_direct(request: Request) -> Response:
     session_id = request.query_params.get("upload-session-id") or None
     session, writer = await run_in_threadpool(service.upload_stage, ws, _uri(request),
                                               session_id)
-    declared = request.headers.get("content-length")
+    await stream_body(request, writer.write, writer.max_bytes, writer.abort)
     try:
-        if declared and declared.isdigit() and int(declared) > writer.max_bytes:
-            raise TooLarge(f"body of {int(declared):,} bytes exceeds the tier limit of "
-                           f"{writer.max_bytes:,} bytes; nothing was kept",
-                           limit=writer.max_bytes)
-        async for chunk in request.stream():
-            if chunk:
-                writer.write(chunk)      # a local append, as the /v1 persist does
         size = await run_in_threadpool(service.upload_staged, session, writer)
-    except TooLarge:
-        writer.abort()
-        await _drain(request)
-        raise
     except BaseException:
         writer.abort()
         raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from storage.clock import rfc3339
-from storage.errors import BadRequest, InvalidSpec, NotFound, TooLarge
+from storage.errors import BadRequest, InvalidSpec, TooLarge
 
 from . import envelope
 from .auth import ADMIN, READ, WRITE, Principal
@@ -79,26 +79,38 @@ async def persist(request: Request) -> Response:
     job = await run_in_threadpool(service.begin_persist, ws,
                                   request.headers.get("x-persist-spec") or {},
                                   request.headers.get("idempotency-key"))
-    declared = request.headers.get("content-length")
+    await stream_body(request, job.write, job.writer.max_bytes, job.abort)
     try:
-        if declared and declared.isdigit() and int(declared) > job.writer.max_bytes:
-            raise TooLarge(f"body of {int(declared):,} bytes exceeds the tier limit of "
-                           f"{job.writer.max_bytes:,} bytes; nothing was kept",
-                           limit=job.writer.max_bytes)
-        async for chunk in request.stream():
-            if chunk:
-                job.write(chunk)      # a local append: cheap enough for the event loop
         result = await run_in_threadpool(job.commit)
-    except TooLarge:
-        job.abort()
-        await _drain(request)
-        raise
     except BaseException:
         job.abort()
         raise
     status = 201 if result.created and not result.replayed else 200
     return ok(envelope.record(result.resource, base_url(request), created=result.created,
                               replayed=result.replayed), status)
+
+
+async def stream_body(request: Request, write: Callable[[bytes], None], max_bytes: int,
+                      abort: Callable[[], None]) -> None:
+    """Stream the request body into ``write`` (both faces' uploads use this). A declared
+    Content-Length over ``max_bytes`` is refused before reading; a body that passes it
+    while streaming stops there. Either way ``abort`` drops what was staged, and the
+    rest of the body is drained (bounded) so the client can read the 413."""
+    declared = request.headers.get("content-length")
+    try:
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge(f"body of {int(declared):,} bytes exceeds the tier limit of "
+                           f"{max_bytes:,} bytes; nothing was kept", limit=max_bytes)
+        async for chunk in request.stream():
+            if chunk:
+                write(chunk)      # a local append: cheap enough for the event loop
+    except TooLarge:
+        abort()
+        await _drain(request)
+        raise
+    except BaseException:
+        abort()
+        raise
 
 
 async def _drain(request: Request) -> None:
@@ -302,10 +314,6 @@ async def healthz(request: Request) -> Response:
 async def openapi(request: Request) -> Response:
     from .openapi import document
     return ok(document(base_url(request)))
-
-
-async def not_found(request: Request) -> Response:
-    raise NotFound("resource not found")
 
 
 routes = [
