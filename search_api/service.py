@@ -17,8 +17,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 from indexer.extract import extract
 from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
-from indexer.query import (Filters, decode_cursor, encode_cursor, fingerprint,
-                           parse_limit, parse_text)
+from indexer.query import (Filters, check_window, decode_cursor, encode_cursor,
+                           fingerprint, parse_limit, parse_text)
 from indexer.detect import guess_content_type, sniff
 from indexer.schema import effective_content
 from storage import clock
@@ -28,7 +28,7 @@ from storage.config import Settings
 from storage.faults import fault
 from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
-from storage.layout import (check_root, check_slot_name, check_workspace,
+from storage.layout import (check_key_length, check_root, check_slot_name, check_workspace,
                             optional_segments, render, slotted_key, split_segments,
                             unslotted_key)
 from storage.lifecycle import CommitLock, Lifecycle
@@ -204,6 +204,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
             connection = "platform"
             key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
             under = None
+        check_key_length(key)
         backend = self.backends[connection]
         if adopt:
             if slot is None or not hasattr(backend, "adopt"):
@@ -213,6 +214,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
             except FileNotFoundError:
                 raise NotFound("no file at that slot location") from None
         else:
+            # Collisions (a file where a folder must go, a folder at the key) and paths
+            # past the OS limits are refused here, before any byte or intent exists.
+            backend.check_target(key)
             writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
         return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
                           filename_segments[-1], idempotency_key)
@@ -452,7 +456,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
         order = "newest" if text_query is None else "score"
         fp = fingerprint(workspace, q or "", filters, keyword_mode, order)
-        decoded = decode_cursor(cursor, fp)
+        decoded = decode_cursor(cursor, fp, self.signer.cursor_secret)
         start = offset or 0
         before_seq = None
         if decoded:
@@ -463,6 +467,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 before_seq = value
         if order == "newest" and offset:
             raise InvalidSpec("offset paging applies to ranked search; use the cursor")
+        if order == "score":
+            check_window(start, limit)
         # Browsing fetches one extra hit to know whether a next page exists.
         fetch = limit + 1 if order == "newest" else limit
         page = self.index.search(workspace, text_query, filters, int(self.now()), fetch,
@@ -474,9 +480,10 @@ class ResourceService(ViewsMixin, UploadsMixin):
         next_cursor = None
         if order == "newest":
             if more:
-                next_cursor = encode_cursor("seq", page.hits[-1].seq, fp)
+                next_cursor = encode_cursor("seq", page.hits[-1].seq, fp,
+                                            self.signer.cursor_secret)
         elif len(page.hits) == limit and start + limit < page.total:
-            next_cursor = encode_cursor("off", start + limit, fp)
+            next_cursor = encode_cursor("off", start + limit, fp, self.signer.cursor_secret)
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits})

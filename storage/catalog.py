@@ -259,8 +259,28 @@ class Catalog:
         conn.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
     def intents(self) -> list[tuple[int, str, dict]]:
-        return [(r[0], r[1], json.loads(r[2])) for r in
-                self.conn.execute("SELECT id, kind, payload FROM intents ORDER BY id")]
+        """Intents still to finish (quarantined ones are an operator's to look at)."""
+        out = []
+        for r in self.conn.execute("SELECT id, kind, payload FROM intents "
+                                   "WHERE kind NOT LIKE 'quarantined:%' ORDER BY id"):
+            try:
+                payload = json.loads(r[2])
+            except (TypeError, ValueError):
+                payload = {"_damaged": str(r[2])[:200]}
+            out.append((r[0], r[1], payload if isinstance(payload, dict) else {}))
+        return out
+
+    def quarantine_intent(self, intent_id: int, kind: str, payload: dict, error: str,
+                          now: float) -> None:
+        """Keep the intent, renamed out of recovery's way, with why it was set aside."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE intents SET kind = ?, payload = ? WHERE id = ?",
+                         (f"quarantined:{kind}",
+                          json.dumps({**payload, "_error": error, "_at": now}), intent_id))
+
+    def quarantined_intents(self) -> list[tuple[int, str, dict]]:
+        return [(r[0], r[1].split(":", 1)[1], json.loads(r[2])) for r in self.conn.execute(
+            "SELECT id, kind, payload FROM intents WHERE kind LIKE 'quarantined:%' ORDER BY id")]
 
     # -- slots -------------------------------------------------------------------------
     def put_slot(self, slot: Slot) -> Slot:

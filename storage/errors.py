@@ -19,6 +19,7 @@ class attributes, so the HTTP layer and the CLI each map them in exactly one pla
     │   └── VersionConflict            409  version_conflict
     ├── TooLarge                       413  too_large
     ├── RangeNotSatisfiable            416  range_not_satisfiable
+    ├── StorageFull                    507  storage_full
     └── Unavailable                    503  unavailable
         └── IndexBusy                  503  index_busy
 """
@@ -28,7 +29,7 @@ __all__ = [
     "ResourceError", "BadRequest", "InvalidPath", "TemplateError", "InvalidSpec",
     "InvalidQuery", "InvalidCursor", "Unauthorized", "Forbidden", "BadSignature",
     "NotFound", "Conflict", "IdempotencyConflict", "VersionConflict", "TooLarge",
-    "RangeNotSatisfiable", "Unavailable", "IndexBusy",
+    "RangeNotSatisfiable", "StorageFull", "Unavailable", "IndexBusy", "from_os_error",
 ]
 
 
@@ -109,9 +110,31 @@ class RangeNotSatisfiable(ResourceError):
     status, code = 416, "range_not_satisfiable"
 
 
+class StorageFull(ResourceError):
+    status, code = 507, "storage_full"
+
+
 class Unavailable(ResourceError):
     status, code = 503, "unavailable"
 
 
 class IndexBusy(Unavailable):
     code = "index_busy"
+
+
+def from_os_error(exc: OSError, where: str) -> ResourceError | None:
+    """The typed error a filesystem refusal means for the caller, or None when it is a
+    genuine fault. Called where a write meets the disk, so a collision, a name past the
+    OS limits or a full disk is a precise 4xx/507, never a 500 with half a write."""
+    import errno
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull("storage is full; nothing was written (free space and retry)")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return Conflict(f"{where}: a file already lives where a folder of this path must go")
+    if exc.errno == errno.EISDIR:
+        return Conflict(f"{where}: a folder already lives at this path")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidPath(f"{where}: the path is longer than the filesystem allows")
+    if exc.errno == errno.ELOOP:
+        return InvalidPath(f"{where}: the path goes through a symbolic link")
+    return None

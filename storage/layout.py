@@ -16,6 +16,9 @@ _WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
+#: The whole storage key (workspace, flow, step, path and filename together): each part
+#: may be long, but their sum must stay well inside the OS's 4,096-byte path limit.
+MAX_KEY_BYTES = 2048
 RUNTIME_VARS = ("workspace-id", "flow-slug", "step-id")
 PARAM_GROUPS = ("input", "data", "query")
 
@@ -113,6 +116,14 @@ def slotted_key(ws: str, root: str, path_segments: list[str],
     """workspaces/<ws>/storage/<root>/<path>/<filename>; returns (key, path-under-root)."""
     under = "/".join([*path_segments, *filename_segments])
     return "/".join(["workspaces", ws, "storage", root, under]), under
+
+
+def check_key_length(key: str) -> str:
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        raise InvalidPath(f"the storage path would be {size:,} bytes, over the limit of "
+                          f"{MAX_KEY_BYTES:,}; shorten flow, step, path or filename")
+    return key
 
 
 def folder_prefixes(path_under_root: str | None) -> list[str]:
