@@ -187,6 +187,11 @@ def _rewrite(q: str, mode: str) -> str:
         body = tok[len(sign):]
         if ":" in body:
             name, _, rest = body.partition(":")
+            if rest.strip("()") == "*":
+                # Tantivy reads field:* as "has a value", which only fast fields support:
+                # on any other field it fails at search time instead of parse time.
+                raise InvalidQuery(f"{name}:* (any value) is not supported: search for a "
+                                   f"value such as {name}:report, or use * for everything")
             if name in FIELD_ALIASES and rest:
                 out.append(f"{sign}{FIELD_ALIASES[name]}:{rest}")
                 continue

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -65,6 +66,7 @@ class WatchStats:
     removed: int = 0
     unchanged: int = 0
     failed: int = 0
+    skipped_links: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -163,7 +165,17 @@ class SlotWatcher:
         svc = self.service
         key = self._key(root, path)
         try:
-            before = path.stat()
+            # Never through a symbolic link (the file itself, a folder on its way, or the
+            # slot folder): a link could lead to the catalog, the secret or another
+            # workspace's blobs. The backend refuses such a key; skip it quietly here.
+            svc.backends[CONNECTION].path_for(key)
+        except ResourceError:
+            self.stats.skipped_links += 1
+            return None
+        try:
+            before = path.lstat()
+            if not stat.S_ISREG(before.st_mode):
+                return None
             if trust_mtime:
                 known = svc.catalog.by_location(svc.catalog.conn, CONNECTION, key)
                 if known is not None and known.size == before.st_size \
@@ -171,7 +183,7 @@ class SlotWatcher:
                     self.stats.unchanged += 1
                     return None
             sha = _sha256(path)
-            after = path.stat()
+            after = path.lstat()
         except FileNotFoundError:
             return None                       # gone again: its delete event follows
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):

@@ -301,7 +301,7 @@ def parse_search_index(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"searchIndex is a string but not JSON ({exc}); send an object "
                              f"such as {{\"text\": \"...\", \"tags\": [\"a\"]}}") from None
     if not isinstance(value, dict):

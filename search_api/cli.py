@@ -370,7 +370,7 @@ def kv_set(api, key: str, value: str, ttl: str | None, if_version: str | None) -
         value = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     try:
         parsed = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest(f"VALUE is not JSON: {exc}") from None
     return api.kv_set(key, parsed, _int_or_none(ttl, "--ttl"), _int_or_none(if_version, "--if-version"))
 
@@ -430,17 +430,29 @@ def keys_create(api, workspace: str, scopes: tuple[str, ...], name: str | None) 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, type=int, show_default=True)
-def serve(host: str, port: int) -> None:
+@click.option("--max-header-bytes", default=64 * 1024, type=click.IntRange(1024, 1 << 24),
+              show_default=True, help="Largest request line + headers; larger is a 431.")
+@click.option("--header-timeout", default=10.0, type=click.FloatRange(0.1, 3600),
+              show_default=True, help="Seconds a client has to send a request's headers.")
+@click.option("--keep-alive-timeout", default=5, type=click.IntRange(1, 3600),
+              show_default=True, help="Seconds an idle keep-alive connection stays open.")
+@click.option("--limit-concurrency", default=2048, type=click.IntRange(1, 1 << 20),
+              show_default=True, help="Connections + tasks at once; more get a 503.")
+def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
+          keep_alive_timeout: int, limit_concurrency: int) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home."""
     import uvicorn
 
     from storage.config import Settings
 
     from .app import create_app
+    from .http_limits import protocol
     settings = Settings.from_env()
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{host}:{port}"
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning",
+                http=protocol(max_header_bytes, header_timeout),
+                timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
 
 
 @main.command()

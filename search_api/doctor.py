@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.errors import InvalidPath
+
 from .service import ResourceService
 
 KINDS = ("pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
@@ -69,7 +71,8 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
             continue
         try:
             stat = backend.stat(res.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, InvalidPath):
+            # A blob reached only through a symbolic link is not a blob of ours.
             problems.append(Problem("missing-blob", res.uri, res.path))
             continue
         if stat.size != res.size:
@@ -95,7 +98,10 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
 
 def _quarantine(svc: ResourceService, key: str) -> str:
     platform = svc.backends["platform"]
-    src = platform.path_for(key)
+    if not key.startswith("workspaces/"):
+        # Only blobs are ever moved: never the catalog, its WAL, the index or the secret.
+        raise InvalidPath(f"{key} is not a blob location; it is never quarantined")
+    src = platform.path_for(key)        # refuses any path through a symbolic link
     dest_dir = svc.settings.home / "quarantine"
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{int(time.time())}-{key.replace('/', '__')}"

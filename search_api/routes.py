@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from storage.clock import rfc3339
+from storage import mediatype
 from storage.errors import BadRequest, InvalidSpec, TooLarge
 
 from . import envelope
@@ -69,6 +70,8 @@ async def json_body(request: Request, limit: int = 1024 * 1024) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is not accepted: JSON nested too deeply") from None
 
 
 # -- resources ------------------------------------------------------------------------------
@@ -193,19 +196,23 @@ def content_response(request: Request, service: ResourceService, workspace: str,
     if rng is not None and request.headers.get("if-range") not in (None, etag):
         rng = None
     res, start, end, chunks = service.read(workspace, uri, rng)
+    media_type = mediatype.safe_or_default(res.content_type)
+    inline = mediatype.is_pdf(media_type) or mediatype.is_inert(media_type)
     headers = {"ETag": etag, "Accept-Ranges": "bytes",
                "Content-Length": str(end - start + 1),
-               "Content-Disposition": f"inline; filename*=UTF-8''{_quote(res.filename)}",
+               "Content-Disposition": f"{'inline' if inline else 'attachment'}; "
+                                      f"filename*=UTF-8''{_quote(res.filename)}",
                "X-Content-Type-Options": "nosniff"}
-    if not res.content_type.startswith("application/pdf"):
-        # Stored bytes are untrusted: an HTML or SVG resource must not run scripts on
-        # this origin (the browser's PDF viewer needs scripts, so PDFs are exempt).
+    if not mediatype.is_pdf(media_type):
+        # Stored bytes are untrusted: nothing but a PDF (whose viewer needs scripts and
+        # never runs the file's own as this origin) is rendered unsandboxed, and types
+        # outside a short inert list (HTML, SVG, XML, unknown) are downloads, not pages.
         headers["Content-Security-Policy"] = "sandbox"
     status = 200
     if rng is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{res.size}"
-    return StreamingResponse(chunks, status_code=status, media_type=res.content_type,
+    return StreamingResponse(chunks, status_code=status, media_type=media_type,
                              headers=headers)
 
 

@@ -44,6 +44,8 @@ from .uploads import UploadsMixin
 from .views import ViewsMixin
 
 CHUNK = 1024 * 1024
+#: Largest body of a ``type: kv`` persist (a workflow result as one JSON value).
+KV_PERSIST_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -217,7 +219,11 @@ class ResourceService(ViewsMixin, UploadsMixin):
             # Collisions (a file where a folder must go, a folder at the key) and paths
             # past the OS limits are refused here, before any byte or intent exists.
             backend.check_target(key)
-            writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
+            # A kv body is parsed whole to check it is one JSON value, so its size is
+            # bounded well below the tier limit (parsing costs ~3x the body in memory).
+            limit = min(tier.max_bytes, KV_PERSIST_MAX_BYTES) if spec.type == "kv" \
+                else tier.max_bytes
+            writer = backend.open_write(key, limit)   # the backend re-checks the key
         return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
                           filename_segments[-1], idempotency_key)
 
@@ -725,6 +731,8 @@ def _check_json(path: str | None) -> None:
             json.load(fh)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSpec(f"a kv persist needs one JSON value as its body: {exc}") from None
+    except RecursionError:
+        raise InvalidSpec("a kv persist body is nested too deeply to be accepted") from None
 
 
 def _chunks(body: BinaryIO | Iterable[bytes] | bytes) -> Iterator[bytes]:

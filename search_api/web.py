@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from storage.clock import rfc3339
+from storage import mediatype
 from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
 
 from .auth import ADMIN, READ, WRITE, Principal
@@ -349,8 +350,14 @@ async def resource_content(request: Request) -> Response:
     if request.query_params.get("download"):
         response.headers["Content-Disposition"] = \
             f"attachment; filename*=UTF-8''{quote(res.filename, safe='')}"
+    else:
+        # An operator looking at a resource sees it in place, under CONTENT_CSP's
+        # sandbox (no script, no same-origin): the API's download-only rule for
+        # active types exists for links handed around, which this page is not.
+        response.headers["Content-Disposition"] = \
+            f"inline; filename*=UTF-8''{quote(res.filename, safe='')}"
     response.headers["Cache-Control"] = "private, no-cache"
-    if res.content_type.split(";")[0].strip().lower() == "application/pdf":
+    if mediatype.is_pdf(mediatype.safe_or_default(res.content_type)):
         # The browser's PDF viewer does not run in a sandboxed document; a PDF's own
         # scripts never run as this origin anyway.
         return _secure_headers(response, "frame-ancestors 'self'")

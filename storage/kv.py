@@ -68,6 +68,8 @@ def encode_value(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"value is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("value is nested too deeply") from None
     if len(text.encode()) > MAX_VALUE_BYTES:
         raise TooLarge(f"value is {len(text.encode()):,} bytes encoded; the limit is "
                        f"{MAX_VALUE_BYTES:,}")

@@ -221,15 +221,17 @@ class LocalBackend(StorageBackend):
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        # Keys are validated by the layout already; this is the last line of defence
-        # against escaping the root (e.g. through a symlinked folder).
+        # Keys are validated by the layout already; this is the last line of defence:
+        # nothing below the root is ever reached through a symbolic link (a link in a
+        # slot folder could point at the catalog, the secret or another workspace).
         if key.startswith("/") or "\\" in key or "\x00" in key or \
                 any(seg in ("", ".", "..") for seg in key.split("/")):
             raise InvalidPath(f"invalid storage key {key!r}")
         path = (self.root / key)
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise InvalidPath(f"storage key {key!r} escapes the storage root")
+        if os.path.realpath(path) != str(path):
+            if not Path(os.path.realpath(path)).is_relative_to(self.root):
+                raise InvalidPath(f"storage key {key!r} escapes the storage root")
+            raise InvalidPath(f"storage key {key!r} goes through a symbolic link")
         return path
 
     def check_target(self, key: str) -> None:
@@ -319,19 +321,22 @@ class LocalBackend(StorageBackend):
         return True
 
     def list(self, prefix: str) -> Iterator[BlobStat]:
+        """Regular files below ``prefix``; symbolic links (to files or folders) are
+        neither listed nor followed, so doctor and watch never adopt or move them."""
         base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        if not base.exists() or base.is_symlink():
             return
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
             for name in sorted(filenames):
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.root).as_posix()
                 try:
-                    st = full.stat()
+                    st = os.lstat(full)
                 except FileNotFoundError:
                     continue
-                yield BlobStat(rel, st.st_size, st.st_mtime)
+                if stat.S_ISREG(st.st_mode):
+                    yield BlobStat(rel, st.st_size, st.st_mtime)
 
     def sync_barrier(self) -> None:
         """Make every write so far durable with one syncfs(2) of the data home's
