@@ -245,7 +245,9 @@ async def search_index(request: Request) -> Response:
     ws = request.path_params["ws"]
     service = svc(request)
     # The key is checked before any parameter: no key is a 401, never a 400 first.
-    await principal(request, READ if request.method == "GET" else WRITE)
+    p = await principal(request, READ if request.method == "GET" else WRITE)
+    # Every answer carries the full record: a write-only key must not read through it.
+    p.require(ws, READ)
     uri = _uri(request)
     if request.method == "GET":
         res = await run_in_threadpool(service.show_overrides, ws, uri)
@@ -291,6 +293,21 @@ async def usage(request: Request) -> Response:
     return ok(envelope.plain(await run_in_threadpool(svc(request).usage, ws)))
 
 
+# -- keys (workspace.admin) ---------------------------------------------------------------
+async def list_keys(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    await principal(request, ADMIN)
+    items = await run_in_threadpool(svc(request).keys.list, ws)
+    return ok(envelope.plain({"items": items}, total=len(items)))
+
+
+async def revoke_key(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    await principal(request, ADMIN)
+    done = await run_in_threadpool(svc(request).keys.revoke, request.path_params["key_id"], ws)
+    return ok(envelope.plain(done))
+
+
 # -- slots ----------------------------------------------------------------------------------
 async def put_slot(request: Request) -> Response:
     ws = request.path_params["ws"]
@@ -315,6 +332,10 @@ async def list_slots(request: Request) -> Response:
 # -- health -----------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
     status = await run_in_threadpool(svc(request).health)
+    # Anyone may ask whether the service is up, but document counts and backlogs span
+    # every workspace: they are not told to a caller without a key (issue 14, item 12).
+    status["catalog"].pop("index-backlog", None)
+    status["index"].pop("documents", None)
     return ok(envelope.plain(status), 200 if status["ok"] else 503)
 
 
@@ -340,4 +361,6 @@ routes = [
     Route("/v1/{ws}/usage", usage, methods=["GET"]),
     Route("/v1/{ws}/slots/{slot}", put_slot, methods=["PUT"]),
     Route("/v1/{ws}/slots", list_slots, methods=["GET"]),
+    Route("/v1/{ws}/keys", list_keys, methods=["GET"]),
+    Route("/v1/{ws}/keys/{key_id}", revoke_key, methods=["DELETE"]),
 ]

@@ -133,8 +133,12 @@ async def _signed_in(request: Request) -> Session | None:
     session = _read_cookie(request)
     if session is None or not session.key_id:
         return None
-    principal = await run_in_threadpool(svc(request).web_principal, session.key_id)
+    service = svc(request)
+    principal = await run_in_threadpool(service.web_principal, session.key_id)
     if principal is None or principal.workspace != session.workspace:
+        return None
+    # The session's CSRF token doubles as its id: random per sign-in, never reused.
+    if await run_in_threadpool(service.keys.session_ended, session.csrf, service.now()):
         return None
     session.principal = principal
     return session
@@ -278,6 +282,11 @@ async def logout(request: Request) -> Response:
     if session is None:
         raise _Redirect("/ui/login")
     await read_form(request, session)
+    # Deleting the cookie is only advice to this browser; recording the end makes a
+    # copied cookie useless too.
+    service = svc(request)
+    await run_in_threadpool(service.keys.end_session, session.csrf,
+                            service.now() + SESSION_MAX_AGE)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return _secure_headers(response)
