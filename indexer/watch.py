@@ -35,15 +35,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import watchfiles
 from watchfiles import Change, DefaultFilter
 
 from storage.errors import NotFound, ResourceError
 
-if TYPE_CHECKING:   # pragma: no cover
-    from search_api.service import ResourceService
+class WatchedService(Protocol):
+    """What the watcher needs of the service facade. A protocol, not an import: the
+    indexer layer never imports the faces above it."""
+    catalog: Any
+    backends: Any
+    lifecycle: Any
+
+    def adopt(self, workspace: str, spec: Any) -> Any: ...
+    def forget_location(self, connection: str, key: str) -> Any: ...
 
 CONNECTION = "platform"
 IGNORED_SUFFIXES = (".part",)
@@ -85,7 +92,7 @@ def _sha256(path: Path) -> str:
 
 
 class SlotWatcher:
-    def __init__(self, service: "ResourceService", log: Callable[[str], None] | None = None,
+    def __init__(self, service: WatchedService, log: Callable[[str], None] | None = None,
                  debounce_ms: int = 1000, step_ms: int = 200,
                  check_interval: float = 1.0) -> None:
         self.service = service
