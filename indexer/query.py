@@ -16,11 +16,9 @@ import tantivy
 from storage.errors import InvalidCursor, InvalidQuery, InvalidSpec
 from storage.layout import split_segments
 
+from .filterspec import DEFAULT_LIMIT, KEYWORD_MODES, MAX_LIMIT  # noqa: F401 - re-exported
 from .schema import EXACT_FIELDS, TEXT_FIELDS
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 20
-KEYWORD_MODES = ("all", "any", "balanced")
 #: kebab-case spellings users type, mapped to the index's own field names.
 FIELD_ALIASES = {f.replace("_", "-"): f for f in (*EXACT_FIELDS, *TEXT_FIELDS)}
 FIELD_ALIASES.update({"tags": "tags", "tag": "tag", "display-name": "display_name"})
@@ -128,6 +126,10 @@ def decode_cursor(cursor: str | None, fingerprint: str) -> tuple[str, int] | Non
 # -- query text -----------------------------------------------------------------------------
 _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+(?:"[^"]*"?)?')   # field:"a b" is one token
 _OPERATORS = {"AND", "OR", "NOT"}
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z_-]*")
+#: The field names offered to users in messages (kebab-case, as typed).
+QUERY_FIELDS = tuple(sorted({f.replace("_", "-") for f in (*EXACT_FIELDS, *TEXT_FIELDS)}
+                            - {"workspace", "path-prefix", "content-major"}))
 #: Characters that are query syntax inside a word; such words are searched literally.
 _LITERAL = re.compile(r"[:'^~\[\]{}!\\<>=`|?]")
 
@@ -151,6 +153,12 @@ def _rewrite(q: str, mode: str) -> str:
             if name in FIELD_ALIASES and rest:
                 out.append(f"{sign}{FIELD_ALIASES[name]}:{rest}")
                 continue
+            if rest and _FIELD_NAME.fullmatch(name) and not rest.startswith("/"):
+                # `nosuchfield:foo` would otherwise be searched as a phrase and find
+                # nothing, silently; a typo in a field name deserves a message.
+                raise InvalidQuery(
+                    f"unknown field {name!r} in {tok!r}; fields: {', '.join(QUERY_FIELDS)} "
+                    f"(to search the text itself, quote it: \"{body}\")", field=name)
         if _LITERAL.search(body):
             # User text with punctuation the parser would read as syntax (10:30, it's,
             # https://host/a): search it as the phrase of its words.

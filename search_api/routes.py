@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from indexer.filterspec import FILTER_NAMES, LIST_PARAMS, SEARCH_PARAMS, check_known
 from storage.clock import rfc3339
 from storage.errors import BadRequest, InvalidSpec, TooLarge
 
@@ -21,9 +22,6 @@ from . import envelope
 from .auth import ADMIN, READ, WRITE, Principal
 from .service import ResourceService
 
-FILTER_KEYS = ("type", "types", "content-sources", "tier", "exclude-tier", "storage-backend",
-               "storage-root", "path-prefix", "slot", "accept", "tag", "tags", "workflow-id",
-               "flow", "step")
 #: After a body passes the tier limit, at most this much more is read (and dropped) so
 #: the client can receive the 413 cleanly; past it the connection is simply closed.
 DRAIN_AFTER_LIMIT = 64 * 1024 * 1024
@@ -46,7 +44,7 @@ async def principal(request: Request, scope: str, workspace: str | None = None) 
 
 def filter_params(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in FILTER_KEYS:
+    for key in FILTER_NAMES:
         values = request.query_params.getlist(key)
         if values:
             out[key] = values if len(values) > 1 else values[0]
@@ -128,6 +126,7 @@ async def search(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), SEARCH_PARAMS)
     page = await run_in_threadpool(svc(request).search, ws, qp.get("q", ""), filter_params(request),
                                    qp.get("limit"), qp.get("cursor"),
                                    qp.get("keyword-mode", "all"))
@@ -138,6 +137,7 @@ async def list_resources(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), LIST_PARAMS)
     page = await run_in_threadpool(svc(request).list, ws, filter_params(request),
                                    qp.get("limit"), qp.get("cursor"))
     return ok(envelope.page(page, base_url(request)))
@@ -268,11 +268,14 @@ async def workflow_resources(request: Request) -> Response:
     service = svc(request)
     if request.method == "DELETE":
         await principal(request, WRITE)
+        check_known(request.query_params.keys(), ("tier", "dry-run"))
+        dry_run = request.query_params.get("dry-run", "false").lower() in ("1", "true", "yes")
         removed = await run_in_threadpool(service.delete_workflow, ws, wf,
-                                          request.query_params.get("tier"))
-        return ok(envelope.plain({"deleted": [r.uri for r in removed]}, count=len(removed)))
+                                          request.query_params.get("tier"), dry_run)
+        return ok(envelope.workflow_deleted(removed, dry_run))
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), ("step", "limit", "cursor"))
     page = await run_in_threadpool(service.workflow_resources, ws, wf, qp.get("step"),
                                    qp.get("limit"), qp.get("cursor"))
     return ok(envelope.page(page, base_url(request)))
@@ -305,6 +308,15 @@ async def list_slots(request: Request) -> Response:
     return ok(envelope.plain({"items": [service.slot_json(s) for s in slots]}, total=len(slots)))
 
 
+# -- identity -----------------------------------------------------------------------------
+async def me(request: Request) -> Response:
+    """Who the key is: the remote CLI takes its default workspace from here."""
+    p = await run_in_threadpool(svc(request).keys.authenticate,
+                                request.headers.get("authorization"))
+    return ok(envelope.plain({"key-id": p.key_id, "workspace": p.workspace,
+                              "scopes": sorted(p.scopes)}))
+
+
 # -- health -----------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
     status = await run_in_threadpool(svc(request).health)
@@ -330,6 +342,7 @@ routes = [
     Route("/v1/{ws}/resources/search-index", search_index, methods=["GET", "POST"]),
     Route("/v1/{ws}/workflows/{workflow_id}/resources", workflow_resources,
           methods=["GET", "DELETE"]),
+    Route("/v1/me", me, methods=["GET"]),
     Route("/v1/{ws}/usage", usage, methods=["GET"]),
     Route("/v1/{ws}/slots/{slot}", put_slot, methods=["PUT"]),
     Route("/v1/{ws}/slots", list_slots, methods=["GET"]),

@@ -558,9 +558,10 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return self.signer.verify(token, self.now())
 
     # -- workflow runs -------------------------------------------------------------------
-    def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None
-                        ) -> list[Resource]:
-        """A run's cleanup: every resource of the run (optionally of one tier)."""
+    def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None,
+                        dry_run: bool = False) -> list[Resource]:
+        """A run's cleanup: every resource of the run (optionally of one tier).
+        ``dry_run`` only returns what would be deleted."""
         check_workspace(workspace)
         if tier is not None and tier not in self.settings.tiers:
             raise InvalidSpec(f"tier must be one of {', '.join(self.settings.tiers)}")
@@ -569,6 +570,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
             where += " AND tier = ?"
             params.append(tier)
         doomed = list(self.catalog.iter_resources(where, tuple(params)))
+        if dry_run:
+            return doomed
         for i in range(0, len(doomed), 200):
             self.lifecycle.delete(doomed[i:i + 200])
         self._index_now()
