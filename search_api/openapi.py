@@ -110,6 +110,9 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"summary": "This API reference as a page for people (no script, "
+                                     "no remote assets)", "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": _STR}}}}}},
         "/signed/{token}": {"get": {"summary": "Content through a signed link (no key)",
                                     "parameters": [_p("token", "Signed token")],
                                     "responses": {"200": binary, "206": binary,

@@ -77,9 +77,9 @@ def _items(items: list[dict], cols: int) -> list[str]:
                      [[it.get("key"), it.get("version"), _compact(it.get("value")),
                        age(it.get("expires-at"), future=True)] for it in items],
                      cols, flex=(2, 0))
-    if "name" in first and "root" in first:
+    if "slot" in first and "root" in first:
         return table(["SLOT", "CONNECTION", "ROOT"],
-                     [[it.get("name"), it.get("connection"), it.get("root")] for it in items],
+                     [[it.get("slot"), it.get("connection"), it.get("root")] for it in items],
                      cols, flex=(2, 0))
     keys = list(first)[:6]
     return table([k.upper() for k in keys], [[it.get(k) for k in keys] for it in items], cols,

@@ -328,9 +328,19 @@ async def openapi(request: Request) -> Response:
     return ok(document(base_url(request)))
 
 
+async def api_docs(request: Request) -> Response:
+    """The API reference for people, made from the same OpenAPI document."""
+    from starlette.responses import HTMLResponse
+
+    from .apidocs import render
+    from .openapi import document
+    return HTMLResponse(render(document(base_url(request))))
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", api_docs, methods=["GET"]),
     Route("/signed/{token}", signed_content, methods=["GET"]),
     Route("/v1/{ws}/resources", persist, methods=["POST"]),
     Route("/v1/{ws}/resources", list_resources, methods=["GET"]),

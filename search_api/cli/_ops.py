@@ -20,6 +20,12 @@ def serve(host: str, port: int) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home."""
     import uvicorn
 
+    from ..demo import next_free_port, port_free
+    if not port_free(host, port):
+        alt = next_free_port(host, port)
+        raise click.UsageError(f"port {port} on {host} is already in use; try --port "
+                               f"{alt or '<a free port>'}")
+
     from storage.config import Settings
 
     from ..app import create_app

@@ -37,14 +37,15 @@ def complete_slot(ctx: click.Context, param: click.Parameter, incomplete: str) -
     since a completion must never print an error into the user's command line."""
     try:
         from ._context import make_api
-        api = make_api()
-        try:
-            items = api.slots_list()["data"]["items"]
-        finally:
-            api.close()
+        with ctx:                 # completion runs outside any command: make it current
+            api = make_api()
+            try:
+                items = api.slots_list()["data"]["items"]
+            finally:
+                api.close()
     except Exception:  # noqa: BLE001 - see docstring
         return []
-    return [CompletionItem(s["name"]) for s in items if s["name"].startswith(incomplete)]
+    return [CompletionItem(s["slot"]) for s in items if s["slot"].startswith(incomplete)]
 
 
 def _click_type(p: Param) -> Any:
