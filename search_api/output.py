@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import sys
@@ -24,7 +25,14 @@ JSON_HINT = "(cut to fit; --format json shows everything)"
 MIN_WIDTH = 40
 
 
+FORMATS = ("table", "json", "uri")
+
+
 def default_format() -> str:
+    """$RESOURCES_FORMAT, else table on a terminal and json in a pipe."""
+    chosen = os.environ.get("RESOURCES_FORMAT")
+    if chosen in FORMATS:
+        return chosen
     return "table" if sys.stdout.isatty() else "json"
 
 
@@ -33,6 +41,17 @@ def width() -> int:
 
 
 def emit(env: dict, fmt: str) -> None:
+    if fmt == "uri":
+        # For shell variables and loops: URI=$(resources search revenue --format uri)
+        data = env.get("data")
+        items = data.get("items") if isinstance(data, dict) else None
+        found = [it["uri"] for it in items if "uri" in it] if isinstance(items, list) else \
+            [data["uri"]] if isinstance(data, dict) and "uri" in data else None
+        if found is not None:
+            for uri in found:
+                click.echo(uri)
+            return
+        fmt = "json"
     if fmt == "json":
         click.echo(json.dumps(env, indent=2, ensure_ascii=False))
         return
@@ -41,7 +60,7 @@ def emit(env: dict, fmt: str) -> None:
 
 
 def emit_error(exc: ResourceError, fmt: str) -> None:
-    if fmt == "json":
+    if fmt != "table":
         click.echo(json.dumps(exc.to_json(), ensure_ascii=False), err=True)
     else:
         click.echo(f"error: {exc.message} [{exc.code}]", err=True)
@@ -146,7 +165,9 @@ def _record(data: dict, cols: int) -> list[str]:
         else:
             text = cell(v)
         if len(text) > room:
-            text, cut = fit(text, room), True
+            # A path or link keeps both ends; JSON keeps its start.
+            text = fit(text, room) if isinstance(v, (dict, list)) else fit_middle(text, room)
+            cut = True
         lines.append(f"{k[:keyw].ljust(keyw)}  {text}".rstrip())
     if cut:
         lines.append(fit(JSON_HINT, cols))
@@ -161,6 +182,8 @@ def cell(v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.3f}"
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return ", ".join(v)
     if isinstance(v, (dict, list)):
         return _compact(v)
     return " ".join(str(v).split()) if "\n" in str(v) else str(v)

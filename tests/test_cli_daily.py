@@ -107,6 +107,7 @@ def test_profiles_in_the_config_file(server, tmp_path):
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)["data"]
     assert data["mode"] == "remote" and data["workspace"] == WS and data["profile"] == "staging"
+    assert data["config-file"] == str(config)
     p = run("--profile", "nope", "status", "--format", "json", env=env, cwd=tmp_path)
     assert p.returncode == 2 and "staging" in error(p)["message"]
 

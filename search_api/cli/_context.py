@@ -14,7 +14,7 @@ import click
 from storage.errors import BadRequest, ResourceError
 from storage.records import make_uri
 
-from ..output import default_format, emit, emit_error
+from ..output import FORMATS, default_format, emit, emit_error
 from ..remote import WrongWorkspace
 from . import _config
 
@@ -84,10 +84,10 @@ def run(fn: Callable[..., dict | None]) -> Callable:
 
 
 def format_option(f: Callable) -> Callable:
-    return click.option("--format", "fmt", type=click.Choice(["table", "json"]),
-                        default=None,
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                         help="table for people (default on a terminal), json: the API "
-                             "envelope (default when piped).")(f)
+                             "envelope (default when piped), uri: only the uris, one a "
+                             "line. Default: $RESOURCES_FORMAT.")(f)
 
 
 def check_uri(api: Any, uri: str) -> None:

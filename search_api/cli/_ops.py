@@ -14,8 +14,10 @@ from ._context import config, fail, format_option, make_api, run
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, type=int, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; mind the keys).")
+@click.option("--port", default=8080, type=click.IntRange(1, 65535), show_default=True,
+              help="Port to listen on (refused up front when taken).")
 def serve(host: str, port: int) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home."""
     import uvicorn

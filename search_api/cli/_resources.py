@@ -283,8 +283,9 @@ def status(fmt: str | None) -> None:
     data["workspace-from"] = cfg.sources.get("workspace")
     if cfg.mode == "embedded":
         data["home-from"] = cfg.sources.get("home")
-    data["profile"] = cfg.profile
-    data["config-file"] = f"{cfg.config_file}{'' if cfg.config_file.exists() else ' (none)'}"
+    if cfg.config_file.exists():
+        data["profile"] = cfg.profile
+        data["config-file"] = str(cfg.config_file)
     emit({"data": data, "meta": {}}, fmt)
 
 
