@@ -15,6 +15,9 @@ from storage.errors import BadRequest
 TYPES = ("file", "result")
 TIERS = ("retained", "ephemeral")
 KEYWORD_MODES = ("all", "any", "balanced")
+#: relevance: best match first (the default with words); newest: most recently written
+#: first (the default without); oldest; name: A to Z; size: largest first.
+SORTS = ("relevance", "newest", "oldest", "name", "size")
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 
@@ -62,6 +65,14 @@ FILTERS: tuple[Param, ...] = (
     Param("workflow-id", "Only what this workflow run produced.", metavar="RUN"),
     Param("flow", "Only what this flow produced.", metavar="FLOW"),
     Param("step", "Only what this step produced.", metavar="STEP"),
+    Param("since", "Only written at or after this time: RFC 3339 (2026-01-31T00:00:00Z) "
+                   "or an age such as 30m, 12h, 7d, 2w.", metavar="WHEN"),
+    Param("until", "Only written before this time (same forms as since).", metavar="WHEN"),
+    Param("min-size", "Only at least this big: bytes, or with a unit (10KiB, 5MB, 1GiB).",
+          metavar="SIZE"),
+    Param("max-size", "Only at most this big (same forms as min-size).", metavar="SIZE"),
+    Param("sort", "Order: relevance (default with words), newest (default without), "
+                  "oldest, name (A to Z), size (largest first).", choices=SORTS),
 )
 
 PAGING: tuple[Param, ...] = (

@@ -237,7 +237,9 @@ class SearchIndex:
 
     def search(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, limit: int, offset: int = 0, before_seq: int | None = None,
-               snippets: bool = True) -> HitPage:
+               snippets: bool = True, order_by: tuple[str, bool] | None = None) -> HitPage:
+        """``order_by`` (field, ascending) pages by offset in that field's order; without
+        it, a text query ranks by relevance and browsing goes newest first by keyset."""
         index = self._current()
         clauses = filter_clauses(self.schema, workspace, filters, now)
         if text_query is not None:
@@ -246,7 +248,13 @@ class SearchIndex:
                            tantivy.Query.boolean_query(clauses), 0.0))]
         query = tantivy.Query.boolean_query(clauses)
         searcher = index.searcher()
-        if text_query is None:
+        if order_by is not None:
+            name, ascending = order_by
+            result = searcher.search(query, limit, count=True, order_by_field=name,
+                                     order=tantivy.Order.Asc if ascending else tantivy.Order.Desc,
+                                     offset=offset)
+            total = result.count
+        elif text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts). The
             # first page gets its total from the same pass; later pages need a second
             # count of the whole set, since their query is narrowed to older entries.
@@ -272,7 +280,8 @@ class SearchIndex:
             snippet = ""
             if snippets and text_query is not None:
                 snippet = self._snippet(searcher, text_query, doc, generators)
-            hits.append(Hit(doc["id"][0], float(score) if text_query is not None else 0.0,
+            ranked = text_query is not None and order_by is None
+            hits.append(Hit(doc["id"][0], float(score) if ranked else 0.0,
                             int(doc["seq"][0]), snippet))
         return HitPage(hits, int(total or 0))
 

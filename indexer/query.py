@@ -16,7 +16,7 @@ import tantivy
 from storage.errors import InvalidCursor, InvalidQuery, InvalidSpec
 from storage.layout import split_segments
 
-from .filterspec import DEFAULT_LIMIT, KEYWORD_MODES, MAX_LIMIT  # noqa: F401 - re-exported
+from .filterspec import DEFAULT_LIMIT, KEYWORD_MODES, MAX_LIMIT, SORTS  # noqa: F401 - re-exported
 from .schema import EXACT_FIELDS, TEXT_FIELDS
 
 #: kebab-case spellings users type, mapped to the index's own field names.
@@ -51,6 +51,11 @@ class Filters:
     flow: str | None = None
     step: str | None = None
     uri_prefix: str | None = None      # the Breyta face's `prefix`: a regex on the raw uri
+    since: int | None = None           # epoch seconds, on updated-at (the write time)
+    until: int | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    sort: str | None = None            # None: relevance with words, newest without
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Filters":
@@ -83,12 +88,55 @@ class Filters:
             if not re.fullmatch(r"[\w.+-]+/([\w.+-]+|\*)|\*/\*|\*", pattern):
                 raise InvalidSpec(f"accept pattern {pattern!r} is not a MIME type or 'type/*'")
         f.tags = _csv(params.get("tag")) + _csv(params.get("tags"))
+        for key in ("since", "until"):
+            value = params.get(key)
+            if value not in (None, ""):
+                setattr(f, key, parse_when(str(value), key))
+        for key in ("min-size", "max-size"):
+            value = params.get(key)
+            if value not in (None, ""):
+                setattr(f, key.replace("-", "_"), parse_size(str(value), key))
+        sort = params.get("sort")
+        if sort not in (None, ""):
+            if sort not in SORTS:
+                raise InvalidSpec(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+            f.sort = sort
         uri_prefix = params.get("uri-prefix")
         if uri_prefix not in (None, ""):
             if len(str(uri_prefix)) > 300:
                 raise InvalidSpec("uri prefix is longer than 300 characters")
             f.uri_prefix = str(uri_prefix)
         return f
+
+
+_AGE = re.compile(r"(\d+)\s*(s|m|h|d|w)")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?", re.I)
+_SIZE_UNITS = {"b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
+               "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3}
+
+
+def parse_when(value: str, what: str = "since") -> int:
+    """Epoch seconds from RFC 3339 or an age before now (``7d``, ``12h``, ``30m``)."""
+    from storage.clock import now, parse_rfc3339
+    value = value.strip()
+    m = _AGE.fullmatch(value)
+    if m:
+        return int(now() - int(m.group(1)) * _AGE_SECONDS[m.group(2)])
+    try:
+        return int(parse_rfc3339(value))
+    except ValueError:
+        raise InvalidSpec(f"{what} must be an RFC 3339 time (2026-01-31T00:00:00Z) or an "
+                          f"age such as 30m, 12h, 7d, 2w; not {value!r}") from None
+
+
+def parse_size(value: str, what: str = "min-size") -> int:
+    """Bytes from ``1234``, ``10KiB``, ``5MB`` (KiB/MiB/GiB and k/m/g are powers of 1024)."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise InvalidSpec(f"{what} must be a size in bytes or with a unit (10KiB, 5MB, 1GiB), "
+                          f"not {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
 def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
@@ -236,6 +284,16 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int)
             alts.append(_term(schema, "content_major", major) if minor == "*"
                         else _term(schema, "content_type", pattern.lower()))
         must.append(tantivy.Query.boolean_query([(tantivy.Occur.Should, a) for a in alts]))
+    if f.since is not None or f.until is not None:
+        low = f.since if f.since is not None else 0
+        high = (f.until - 1) if f.until is not None else 2**63 - 1
+        must.append(tantivy.Query.range_query(schema, "updated", tantivy.FieldType.Integer,
+                                              low, high))
+    if f.min_size is not None or f.max_size is not None:
+        must.append(tantivy.Query.range_query(
+            schema, "size", tantivy.FieldType.Integer,
+            f.min_size if f.min_size is not None else 0,
+            f.max_size if f.max_size is not None else 2**63 - 1))
     clauses = [(tantivy.Occur.Must, q) for q in must]
     if f.exclude_tier:
         clauses.append((tantivy.Occur.MustNot, _term(schema, "tier", f.exclude_tier)))

@@ -450,7 +450,14 @@ class ResourceService(ViewsMixin, UploadsMixin):
             filters.storage_root = slot.root
         limit = parse_limit(limit)
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
-        order = "newest" if text_query is None else "score"
+        # newest without words pages by keyset (stable under inserts), relevance by
+        # score; every other order is a fast field, paged by offset.
+        sort = filters.sort or ("relevance" if text_query is not None else "newest")
+        if sort == "relevance" and text_query is None:
+            sort = "newest"
+        order = {"newest": "newest" if text_query is None else "by-field",
+                 "relevance": "score"}.get(sort, "by-field")
+        order_by = _SORT_FIELDS[sort] if order == "by-field" else None
         fp = fingerprint(workspace, q or "", filters, keyword_mode, order)
         decoded = decode_cursor(cursor, fp)
         start = offset or 0
@@ -466,7 +473,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         # Browsing fetches one extra hit to know whether a next page exists.
         fetch = limit + 1 if order == "newest" else limit
         page = self.index.search(workspace, text_query, filters, int(self.now()), fetch,
-                                 offset=start, before_seq=before_seq)
+                                 offset=start, before_seq=before_seq, order_by=order_by)
         more = len(page.hits) > limit
         page.hits = page.hits[:limit]
         records = self.catalog.get_many([h.id for h in page.hits])
@@ -701,6 +708,11 @@ class ResourceService(ViewsMixin, UploadsMixin):
             self.lifecycle.delete([res])
         self._index_now()
         return res
+
+
+#: Index field and direction (ascending?) of each sort that is not relevance/keyset.
+_SORT_FIELDS = {"newest": ("seq", False), "oldest": ("seq", True), "name": ("name_sort", True),
+                "size": ("size", False)}
 
 
 def _fill_and_prepare(svc: ResourceService, job: PersistJob, body: Any) -> Any:

@@ -254,3 +254,32 @@ def test_api_docs_page_is_served_without_remote_assets(server):
     page = r.text
     assert "/v1/{ws}/resources/search" in page and "keyword-mode" in page
     assert "<script" not in page and "src=\"http" not in page and "cdn" not in page.lower()
+
+
+# -- sort, time and size filters (CLI and HTTP) -----------------------------------------
+def test_sort_since_until_and_size_filters(local, server):
+    def names(*args: str) -> list[str]:
+        p = run("list", *args, "--format", "json", env=local)
+        assert p.returncode == 0, p.stderr
+        return [i["filename"] for i in json.loads(p.stdout)["data"]["items"]]
+    assert names("--sort", "size") == ["report-multipage.pdf", "image.png", "notes.md"]
+    assert names("--sort", "name") == ["image.png", "notes.md", "report-multipage.pdf"]
+    assert names("--sort", "oldest")[0] == "notes.md"
+    assert names("--min-size", "1KiB") == ["report-multipage.pdf"]
+    assert names("--max-size", "300", "--sort", "name") == ["notes.md"]
+    assert len(names("--since", "1h")) == 3 and names("--until", "1h") == []
+    assert len(names("--since", "2020-01-01T00:00:00Z")) == 3
+    p = run("search", "revenue", "OR", "markdownheron", "--sort", "name", "--format", "json",
+            env=local)
+    assert [i["filename"] for i in json.loads(p.stdout)["data"]["items"]] == \
+        ["notes.md", "report-multipage.pdf"]
+    p = run("list", "--since", "yesterday", "--format", "json", env=local)
+    assert p.returncode == 1 and "7d" in error(p)["message"]
+    assert run("list", "--sort", "bogus", env=local).returncode == 2
+    with server.client("admin") as c:
+        r = c.get("/v1/ws-acme/resources", params={"sort": "size", "min-size": "1KiB",
+                                                   "since": "1d"})
+        assert r.status_code == 200
+        assert [i["filename"] for i in r.json()["data"]["items"]] == ["report-multipage.pdf"]
+        r = c.get("/v1/ws-acme/resources/search", params={"q": "daily", "sort": "oldest"})
+        assert [i["filename"] for i in r.json()["data"]["items"]][0] == "report-multipage.pdf"
