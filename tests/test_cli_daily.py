@@ -283,3 +283,51 @@ def test_sort_since_until_and_size_filters(local, server):
         assert [i["filename"] for i in r.json()["data"]["items"]] == ["report-multipage.pdf"]
         r = c.get("/v1/ws-acme/resources/search", params={"q": "daily", "sort": "oldest"})
         assert [i["filename"] for i in r.json()["data"]["items"]][0] == "report-multipage.pdf"
+
+
+def test_make_run_refuses_a_busy_port_before_minting_a_key(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = base_env(tmp_path / "home")
+        p = subprocess.run([str(Path(RESOURCES).parent / "python"), "-m", "search_api.demo",
+                            "--port", str(port)], env=env, capture_output=True, timeout=60)
+        assert p.returncode == 2
+        assert b"already in use" in p.stderr and b"make run PORT=" in p.stderr
+        assert b"rk_" not in p.stdout + p.stderr and not (tmp_path / "home").exists()
+        p = run("serve", "--port", str(port), env=env)
+        assert p.returncode == 2 and b"--port" in p.stderr
+
+
+def test_progress_bar_for_a_big_persist_on_a_terminal_only(local, tmp_path):
+    import threading
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024))
+    master, slave = pty.openpty()
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        p = subprocess.run([str(RESOURCES), "persist", str(big), "--tier", "ephemeral",
+                            "--format", "table"], env=local, stdout=subprocess.PIPE,
+                           stderr=slave, timeout=120)
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    assert p.returncode == 0
+    assert b"persist" in seen and b"100%" in seen
+    quiet = run("persist", str(big), "--tier", "ephemeral", "--format", "json", env=local)
+    assert quiet.returncode == 0 and quiet.stderr == b""
