@@ -8,7 +8,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8080
 export RESOURCES_HOME ?= $(CURDIR)/.resources
 
-.PHONY: run test deps sysdeps fixtures load-fixtures bench bench-quick clean
+.PHONY: docs install run test deps sysdeps fixtures load-fixtures bench bench-quick clean
 
 sysdeps:
 	@bash .ci/sysdeps.sh
@@ -21,6 +21,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 deps: $(STAMP)
+
+# docs/cli.md from the commands' own help (tests/test_cli_reference.py checks it).
+docs: deps
+	$(BIN)/python -m search_api.cli._reference > docs/cli.md
+
+# `resources` on PATH without activating .venv: a link in ~/.local/bin.
+install: deps
+	@mkdir -p $(HOME)/.local/bin
+	ln -sf $(CURDIR)/$(BIN)/resources $(HOME)/.local/bin/resources
+	@case ":$$PATH:" in *":$(HOME)/.local/bin:"*) ;; \
+	  *) echo "add ~/.local/bin to PATH: export PATH=\"$$HOME/.local/bin:\$$PATH\"";; esac
 
 run: deps
 	$(BIN)/python -m search_api.demo --host $(HOST) --port $(PORT)

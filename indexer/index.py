@@ -240,6 +240,10 @@ class SearchIndex:
             self.sync()
         except IndexBusy as exc:
             self._log(f"note: {exc.message}")
+        except (OSError, ValueError) as exc:
+            # The record is durable and acknowledged; the outbox keeps the index work
+            # (a full disk under the index must not turn a done write into a 500).
+            self._log(f"index catch-up failed, will retry: {str(exc)[:200]}")
 
     # -- reading -------------------------------------------------------------------------
     def searcher(self) -> tantivy.Searcher:
@@ -247,7 +251,9 @@ class SearchIndex:
 
     def search(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, limit: int, offset: int = 0, before_seq: int | None = None,
-               snippets: bool = True) -> HitPage:
+               snippets: bool = True, order_by: tuple[str, bool] | None = None) -> HitPage:
+        """``order_by`` (field, ascending) pages by offset in that field's order; without
+        it, a text query ranks by relevance and browsing goes newest first by keyset."""
         index = self._current()
         clauses = filter_clauses(self.schema, workspace, filters, now)
         if text_query is not None:
@@ -256,7 +262,13 @@ class SearchIndex:
                            tantivy.Query.boolean_query(clauses), 0.0))]
         query = tantivy.Query.boolean_query(clauses)
         searcher = index.searcher()
-        if text_query is None:
+        if order_by is not None:
+            name, ascending = order_by
+            result = searcher.search(query, limit, count=True, order_by_field=name,
+                                     order=tantivy.Order.Asc if ascending else tantivy.Order.Desc,
+                                     offset=offset)
+            total = result.count
+        elif text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts). The
             # first page gets its total from the same pass; later pages need a second
             # count of the whole set, since their query is narrowed to older entries.
@@ -282,7 +294,8 @@ class SearchIndex:
             snippet = ""
             if snippets and text_query is not None:
                 snippet = self._snippet(searcher, text_query, doc, generators)
-            hits.append(Hit(doc["id"][0], float(score) if text_query is not None else 0.0,
+            ranked = text_query is not None and order_by is None
+            hits.append(Hit(doc["id"][0], float(score) if ranked else 0.0,
                             int(doc["seq"][0]), snippet))
         return HitPage(hits, int(total or 0))
 

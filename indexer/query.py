@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -18,11 +19,9 @@ import tantivy
 from storage.errors import InvalidCursor, InvalidQuery, InvalidSpec
 from storage.layout import split_segments
 
+from .filterspec import DEFAULT_LIMIT, KEYWORD_MODES, MAX_LIMIT, SORTS  # noqa: F401 - re-exported
 from .schema import EXACT_FIELDS, TEXT_FIELDS
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 20
-KEYWORD_MODES = ("all", "any", "balanced")
 #: kebab-case spellings users type, mapped to the index's own field names.
 FIELD_ALIASES = {f.replace("_", "-"): f for f in (*EXACT_FIELDS, *TEXT_FIELDS)}
 FIELD_ALIASES.update({"tags": "tags", "tag": "tag", "display-name": "display_name"})
@@ -55,6 +54,11 @@ class Filters:
     flow: str | None = None
     step: str | None = None
     uri_prefix: str | None = None      # the Breyta face's `prefix`: a regex on the raw uri
+    since: int | None = None           # epoch seconds, on updated-at (the write time)
+    until: int | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    sort: str | None = None            # None: relevance with words, newest without
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Filters":
@@ -87,12 +91,55 @@ class Filters:
             if not re.fullmatch(r"[\w.+-]+/([\w.+-]+|\*)|\*/\*|\*", pattern):
                 raise InvalidSpec(f"accept pattern {pattern!r} is not a MIME type or 'type/*'")
         f.tags = _csv(params.get("tag")) + _csv(params.get("tags"))
+        for key in ("since", "until"):
+            value = params.get(key)
+            if value not in (None, ""):
+                setattr(f, key, parse_when(str(value), key))
+        for key in ("min-size", "max-size"):
+            value = params.get(key)
+            if value not in (None, ""):
+                setattr(f, key.replace("-", "_"), parse_size(str(value), key))
+        sort = params.get("sort")
+        if sort not in (None, ""):
+            if sort not in SORTS:
+                raise InvalidSpec(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+            f.sort = sort
         uri_prefix = params.get("uri-prefix")
         if uri_prefix not in (None, ""):
             if len(str(uri_prefix)) > 300:
                 raise InvalidSpec("uri prefix is longer than 300 characters")
             f.uri_prefix = str(uri_prefix)
         return f
+
+
+_AGE = re.compile(r"(\d+)\s*(s|m|h|d|w)")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?", re.I)
+_SIZE_UNITS = {"b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
+               "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3}
+
+
+def parse_when(value: str, what: str = "since") -> int:
+    """Epoch seconds from RFC 3339 or an age before now (``7d``, ``12h``, ``30m``)."""
+    from storage.clock import now, parse_rfc3339
+    value = value.strip()
+    m = _AGE.fullmatch(value)
+    if m:
+        return int(now() - int(m.group(1)) * _AGE_SECONDS[m.group(2)])
+    try:
+        return int(parse_rfc3339(value))
+    except ValueError:
+        raise InvalidSpec(f"{what} must be an RFC 3339 time (2026-01-31T00:00:00Z) or an "
+                          f"age such as 30m, 12h, 7d, 2w; not {value!r}") from None
+
+
+def parse_size(value: str, what: str = "min-size") -> int:
+    """Bytes from ``1234``, ``10KiB``, ``5MB`` (KiB/MiB/GiB and k/m/g are powers of 1024)."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise InvalidSpec(f"{what} must be a size in bytes or with a unit (10KiB, 5MB, 1GiB), "
+                          f"not {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
 def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
@@ -115,41 +162,43 @@ _MAX_SEQ = 2**63 - 1
 _MAC_BYTES = 16
 
 
-def _cursor_mac(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, b"cursor\n" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+def _cursor_mac(secret: bytes, payload: bytes, fingerprint: str) -> bytes:
+    return hmac.new(secret, b"cursor\n" + fingerprint.encode() + b"\n" + payload,
+                    hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+_KINDS = {"seq": b"s", "off": b"o"}
 
 
 def encode_cursor(kind: str, value: int, fingerprint: str, secret: bytes) -> str:
-    """An opaque cursor: the position plus an HMAC over it and the query fingerprint
-    (which already binds the workspace, text, filters and order), so a client can only
-    hand back a cursor the service itself issued for this very query."""
-    raw = json.dumps({"k": kind, "v": value, "f": fingerprint}, separators=(",", ":")).encode()
-    blob = raw + _cursor_mac(secret, raw)
-    return base64.urlsafe_b64encode(blob).decode().rstrip("=")
+    """An opaque, short cursor: the position plus an HMAC over it and the query
+    fingerprint (which binds workspace, text, filters and order). The fingerprint is not
+    carried: the service recomputes it, so a cursor only verifies for its own query."""
+    payload = _KINDS[kind] + struct.pack(">Q", value)
+    return base64.urlsafe_b64encode(payload + _cursor_mac(secret, payload, fingerprint)
+                                    ).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None, fingerprint: str,
                   secret: bytes) -> tuple[str, int] | None:
     if not cursor:
         return None
-    bad = InvalidCursor("cursor is not valid (pass meta.next-cursor unchanged)")
-    if len(cursor) > 512:
+    bad = InvalidCursor("cursor is not valid for this query: pass meta.next-cursor "
+                        "unchanged, with the same query and filters")
+    if len(cursor) > 64:
         raise bad
     try:
         blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except Exception:
         raise bad from None
-    raw, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
-    if len(blob) <= _MAC_BYTES or not hmac.compare_digest(mac, _cursor_mac(secret, raw)):
+    if len(blob) != 9 + _MAC_BYTES:
         raise bad
-    try:
-        data = json.loads(raw)
-        kind, value, fp = data["k"], data["v"], data["f"]
-    except Exception:
-        raise bad from None
-    if fp != fingerprint:
-        raise InvalidCursor("cursor belongs to another query or filter set")
-    if kind not in ("seq", "off") or type(value) is not int or not 0 <= value <= _MAX_SEQ:
+    payload, mac = blob[:9], blob[9:]
+    if not hmac.compare_digest(mac, _cursor_mac(secret, payload, fingerprint)):
+        raise bad
+    kind = {v: k for k, v in _KINDS.items()}.get(payload[:1])
+    (value,) = struct.unpack(">Q", payload[1:])
+    if kind is None or value > _MAX_SEQ:
         raise bad
     if kind == "off" and value > MAX_RESULT_WINDOW:
         raise InvalidCursor(f"ranked results page only to {MAX_RESULT_WINDOW:,} hits; "
@@ -167,6 +216,10 @@ def check_window(offset: int, limit: int) -> None:
 # -- query text -----------------------------------------------------------------------------
 _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+(?:"[^"]*"?)?')   # field:"a b" is one token
 _OPERATORS = {"AND", "OR", "NOT"}
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z_-]*")
+#: The field names offered to users in messages (kebab-case, as typed).
+QUERY_FIELDS = tuple(sorted({f.replace("_", "-") for f in (*EXACT_FIELDS, *TEXT_FIELDS)}
+                            - {"workspace", "path-prefix", "content-major"}))
 #: Characters that are query syntax inside a word; such words are searched literally.
 _LITERAL = re.compile(r"[:'^~\[\]{}!\\<>=`|?]")
 
@@ -195,6 +248,12 @@ def _rewrite(q: str, mode: str) -> str:
             if name in FIELD_ALIASES and rest:
                 out.append(f"{sign}{FIELD_ALIASES[name]}:{rest}")
                 continue
+            if rest and _FIELD_NAME.fullmatch(name) and not rest.startswith("/"):
+                # `nosuchfield:foo` would otherwise be searched as a phrase and find
+                # nothing, silently; a typo in a field name deserves a message.
+                raise InvalidQuery(
+                    f"unknown field {name!r} in {tok!r}; fields: {', '.join(QUERY_FIELDS)} "
+                    f"(to search the text itself, quote it: \"{body}\")", field=name)
         if _LITERAL.search(body):
             # User text with punctuation the parser would read as syntax (10:30, it's,
             # https://host/a): search it as the phrase of its words.
@@ -272,6 +331,16 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int)
             alts.append(_term(schema, "content_major", major) if minor == "*"
                         else _term(schema, "content_type", pattern.lower()))
         must.append(tantivy.Query.boolean_query([(tantivy.Occur.Should, a) for a in alts]))
+    if f.since is not None or f.until is not None:
+        low = f.since if f.since is not None else 0
+        high = (f.until - 1) if f.until is not None else 2**63 - 1
+        must.append(tantivy.Query.range_query(schema, "updated", tantivy.FieldType.Integer,
+                                              low, high))
+    if f.min_size is not None or f.max_size is not None:
+        must.append(tantivy.Query.range_query(
+            schema, "size", tantivy.FieldType.Integer,
+            f.min_size if f.min_size is not None else 0,
+            f.max_size if f.max_size is not None else 2**63 - 1))
     clauses = [(tantivy.Occur.Must, q) for q in must]
     if f.exclude_tier:
         clauses.append((tantivy.Occur.MustNot, _term(schema, "tier", f.exclude_tier)))

@@ -10,7 +10,7 @@ import tantivy
 from storage.layout import folder_prefixes
 from storage.records import Resource
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4      # 4: updated, size, name_sort (sort, since/until, size filters)
 
 #: Exact (raw-tokenized) fields: filters and `field:value` terms, case-sensitive.
 EXACT_FIELDS = ("workspace", "type", "tier", "storage_backend", "storage_root",
@@ -35,6 +35,10 @@ def build_schema() -> tantivy.Schema:
     sb.add_integer_field("seq", stored=True, indexed=True, fast=True)
     # Expired resources drop out of search at once, before gc removes them.
     sb.add_integer_field("expires", stored=False, indexed=True, fast=True)
+    # since/until, min-size/max-size and the sorts other than relevance and newest.
+    sb.add_integer_field("updated", stored=False, indexed=True, fast=True)
+    sb.add_integer_field("size", stored=False, indexed=True, fast=True)
+    sb.add_text_field("name_sort", stored=False, fast=True, tokenizer_name="raw")
     return sb.build()
 
 
@@ -93,4 +97,7 @@ def make_document(res: Resource, extracted: str) -> tantivy.Document:
     doc.add_text("source_label", res.source_label)
     doc.add_integer("seq", res.seq)
     doc.add_integer("expires", int(res.expires_at) if res.expires_at else NEVER)
+    doc.add_integer("updated", int(res.updated_at))
+    doc.add_integer("size", int(res.size))
+    doc.add_text("name_sort", (res.display_name or res.filename or "").lower())
     return doc

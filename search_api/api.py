@@ -4,7 +4,6 @@ Both return the same envelopes, so the CLI prints the same JSON either way.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, BinaryIO, Iterator, Protocol
 
 from storage.clock import rfc3339
@@ -22,10 +21,12 @@ class Api(Protocol):
     def read(self, uri: str) -> Iterator[bytes]: ...
     def url(self, uri: str, ttl: int | None) -> dict: ...
     def list(self, params: dict, limit: Any, cursor: str | None) -> dict: ...
-    def search(self, q: str, params: dict, limit: Any, cursor: str | None) -> dict: ...
+    def search(self, q: str, params: dict, limit: Any, cursor: str | None,
+               keyword_mode: str = "all") -> dict: ...
     def delete(self, uri: str) -> dict: ...
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict: ...
-    def workflow_delete(self, workflow_id: str, tier: str | None) -> dict: ...
+    def workflow_delete(self, workflow_id: str, tier: str | None,
+                        dry_run: bool = False) -> dict: ...
     def search_index(self, op: str, uri: str, changes: dict | None) -> dict: ...
     def slots_bind(self, slot: str, root: str, connection: str) -> dict: ...
     def slots_list(self) -> dict: ...
@@ -69,8 +70,9 @@ class EmbeddedApi:
     def list(self, params: dict, limit: Any, cursor: str | None) -> dict:
         return envelope.page(self.service.list(self.workspace, params, limit, cursor), self.base)
 
-    def search(self, q: str, params: dict, limit: Any, cursor: str | None) -> dict:
-        p = self.service.search(self.workspace, q, params, limit, cursor)
+    def search(self, q: str, params: dict, limit: Any, cursor: str | None,
+               keyword_mode: str = "all") -> dict:
+        p = self.service.search(self.workspace, q, params, limit, cursor, keyword_mode)
         return envelope.page(p, self.base, search=True)
 
     def delete(self, uri: str) -> dict:
@@ -80,9 +82,9 @@ class EmbeddedApi:
         path, expires = self.service.signed_url(self.workspace, uri, ttl)
         return envelope.plain({"url": f"{self.base}{path}", "expires-at": rfc3339(expires)})
 
-    def workflow_delete(self, workflow_id: str, tier: str | None) -> dict:
-        removed = self.service.delete_workflow(self.workspace, workflow_id, tier)
-        return envelope.plain({"deleted": [r.uri for r in removed]}, count=len(removed))
+    def workflow_delete(self, workflow_id: str, tier: str | None, dry_run: bool = False) -> dict:
+        removed = self.service.delete_workflow(self.workspace, workflow_id, tier, dry_run)
+        return envelope.workflow_deleted(removed, dry_run)
 
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict:
         p = self.service.workflow_resources(self.workspace, workflow_id, step, limit, cursor)
@@ -129,12 +131,16 @@ class EmbeddedApi:
         return envelope.plain({"items": [self.service.slot_json(s) for s in slots]},
                               total=len(slots))
 
-
-def make_api(workspace: str | None = None) -> Any:
-    """Remote when RESOURCES_API_URL and RESOURCES_API_KEY are set, else embedded."""
-    ws = workspace or os.environ.get("RESOURCES_WORKSPACE") or "default"
-    url, key = os.environ.get("RESOURCES_API_URL"), os.environ.get("RESOURCES_API_KEY")
-    if url and key:
-        from .remote import RemoteApi
-        return RemoteApi(url, key, ws)
-    return EmbeddedApi(ws)
+    def status(self) -> dict:
+        """Mode, data home, workspace and the index backlog (`resources status`)."""
+        health = self.service.health()
+        usage = self.service.usage(self.workspace)
+        # Every workspace of the home: a wrong RESOURCES_WORKSPACE shows at a glance.
+        everyone = self.service.usage(None)["by-workspace"] or []
+        return {"mode": "embedded", "home": str(self.settings.home),
+                "workspace": self.workspace, "resources": usage["count"],
+                "workspaces-here": ", ".join(f"{w['workspace']} ({w['count']})"
+                                             for w in everyone) or "none",
+                "bytes": usage["bytes"],
+                "index-backlog": (health.get("catalog") or {}).get("index-backlog"),
+                "documents": (health.get("index") or {}).get("documents")}

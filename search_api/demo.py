@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 from pathlib import Path
 
 from storage.config import Settings
@@ -42,12 +44,55 @@ def load_fixtures(service: ResourceService, workspace: str = WORKSPACE) -> int:
     return count
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (checked before a key is minted)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def next_free_port(host: str, port: int) -> int:
+    for candidate in range(port + 1, port + 50):
+        if port_free(host, candidate):
+            return candidate
+    return 0
+
+
+def banner(base: str, key: str, workspace: str = WORKSPACE) -> str:
+    """What `make run` prints: the key and the exact exports for the CLI."""
+    return f"""
+API key for {workspace} (shown once): {key}
+
+Use the CLI against this server (paste into another terminal, in this folder):
+  export PATH="$PWD/.venv/bin:$PATH"
+  export RESOURCES_API_URL={base}
+  export RESOURCES_API_KEY={key}
+  export RESOURCES_WORKSPACE={workspace}
+  resources status
+  resources search revenue --slot archive
+
+  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/{workspace}/resources/search?q=revenue'
+  {base}/docs          the HTTP API reference
+  {base}/ui/login      the web view (sign in with the key)
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--load-only", action="store_true", help="Load fixtures and exit.")
     args = parser.parse_args()
+    if not args.load_only and not port_free(args.host, args.port):
+        alt = next_free_port(args.host, args.port)
+        hint = f"make run PORT={alt}" if alt else "make run PORT=<a free port>"
+        print(f"port {args.port} on {args.host} is already in use (another `make run` or "
+              f"`resources serve`?); nothing was started. Use: {hint}", file=sys.stderr)
+        sys.exit(2)
     settings = Settings.from_env()
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{args.host}:{args.port}"
@@ -59,15 +104,7 @@ def main() -> None:
         return
     _, key = service.keys.create(WORKSPACE, ["resources.read", "resources.write",
                                              "workspace.admin"], "make run", service.now())
-    base = settings.public_url
-    print(f"""
-API key for {WORKSPACE} (shown once): {key}
-
-Try:
-  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/{WORKSPACE}/resources/search?q=zephyrquasar' | jq '.data.items[].uri'
-  RESOURCES_API_URL={base} RESOURCES_API_KEY={key} RESOURCES_WORKSPACE={WORKSPACE} .venv/bin/resources search revenue --slot archive
-  open {base}/ui/login   (sign in with the key)
-""", flush=True)
+    print(banner(settings.public_url, key), flush=True)
     import uvicorn
 
     from .app import create_app

@@ -34,3 +34,11 @@ def page(p: Page, base_url: str, search: bool = False) -> dict:
 
 def plain(data: Any, **meta: Any) -> dict:
     return {"data": data, "meta": meta}
+
+
+def workflow_deleted(removed: list[Resource], dry_run: bool = False) -> dict:
+    """A run's cleanup, done (``deleted``) or previewed (``would-delete``)."""
+    if dry_run:
+        return plain({"would-delete": [r.uri for r in removed]}, count=len(removed),
+                     **{"dry-run": True})
+    return plain({"deleted": [r.uri for r in removed]}, count=len(removed))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from indexer.filterspec import LIST_PARAMS, SEARCH_PARAMS, Param
+
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
 
@@ -18,21 +20,22 @@ def _p(name: str, desc: str) -> dict:
 
 WS = _p("ws", "Workspace id")
 URI = _q("uri", "Resource uri, res://v1/ws/<ws>/<type>/<id>", required=True)
-FILTERS = [
-    _q("type", "Comma list of file,result"), _q("types", "Alias of type"),
-    _q("content-sources", "Comma list of file,result (search)"),
-    _q("tier", "retained or ephemeral", schema={"type": "string", "enum": ["retained", "ephemeral"]}),
-    _q("exclude-tier", "Tier to leave out", schema={"type": "string", "enum": ["retained", "ephemeral"]}),
-    _q("storage-backend", "Backend family, e.g. platform"),
-    _q("storage-root", "Exact storage root"),
-    _q("path-prefix", "Folder-aware prefix of path-under-root"),
-    _q("slot", "Slot name (resolves to backend and root)"),
-    _q("accept", "Comma list of MIME patterns, image/* allowed"),
-    _q("tag", "Tag"), _q("workflow-id", "Workflow run id"), _q("flow", "Flow slug"),
-    _q("step", "Step id"),
-    _q("limit", "Page size 1..100 (default 20)", schema={"type": "integer", "minimum": 1, "maximum": 100}),
-    _q("cursor", "meta.next-cursor of the previous page"),
-]
+
+
+def _spec_param(p: Param) -> dict:
+    """An OpenAPI parameter from the one declarative filter spec (indexer/filterspec)."""
+    schema: dict[str, Any] = {"type": "integer"} if p.integer else {"type": "string"}
+    if p.minimum is not None:
+        schema["minimum"] = p.minimum
+    if p.maximum is not None:
+        schema["maximum"] = p.maximum
+    if p.choices and not p.comma_list:
+        schema["enum"] = list(p.choices)
+    return _q(p.name, p.help, schema=schema)
+
+
+FILTERS = [_spec_param(p) for p in LIST_PARAMS]
+SEARCH_PARAMETERS = [_spec_param(p) for p in SEARCH_PARAMS]
 
 
 def _err(desc: str) -> dict:
@@ -45,7 +48,8 @@ def _ok(schema_ref: str, desc: str = "OK") -> dict:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
 
 
-ERRORS = {"400": _err("Bad request"), "401": _err("Missing or bad key"),
+ERRORS = {"400": _err("Bad request: a bad spec, path, template, query or cursor, or a query "
+                      "parameter the route does not know (code unknown_parameter, naming it)"), "401": _err("Missing or bad key"),
           "403": _err("Missing scope"), "404": _err("Not found")}
 SECURED = [{"bearer": []}]
 
@@ -106,6 +110,9 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"summary": "This API reference as a page for people (no script, "
+                                     "no remote assets)", "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": _STR}}}}}},
         "/signed/{token}": {"get": {"summary": "Content through a signed link (no key)",
                                     "parameters": [_p("token", "Signed token")],
                                     "responses": {"200": binary, "206": binary,
@@ -131,10 +138,7 @@ def document(server_url: str = "") -> dict[str, Any]:
                     "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},
         "/v1/{ws}/resources/search": {"get": {
             "summary": "Search with filters", "security": SECURED,
-            "parameters": [WS, _q("q", "Words, \"phrases\", AND/OR/-, field:value"),
-                           _q("keyword-mode", "all, any or balanced",
-                              schema={"type": "string", "enum": ["all", "any", "balanced"]}),
-                           *FILTERS],
+            "parameters": [WS, *SEARCH_PARAMETERS],
             "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},
         "/v1/{ws}/resources/by-uri": {
             "get": {"summary": "The record", "security": SECURED, "parameters": [WS, URI],
@@ -173,8 +177,15 @@ def document(server_url: str = "") -> dict[str, Any]:
             "delete": {"summary": "A run's cleanup", "security": SECURED,
                        "parameters": [WS, _p("workflow_id", "Workflow run id"),
                                       _q("tier", "Only this tier", schema={
-                                          "type": "string", "enum": ["retained", "ephemeral"]})],
+                                          "type": "string", "enum": ["retained", "ephemeral"]}),
+                                      _q("dry-run", "true: only list what would be deleted "
+                                                    "(data.would-delete)",
+                                         schema={"type": "boolean"})],
                        "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/me": {"get": {"summary": "The key's own id, workspace and scopes (the CLI's "
+                                      "default workspace in remote mode)",
+                           "security": SECURED,
+                           "responses": {"200": _ok("Envelope"), **ERRORS}}},
         "/v1/{ws}/usage": {"get": {"summary": "Bytes and counts per tier and root",
                                    "security": SECURED, "parameters": [WS],
                                    "responses": {"200": _ok("Envelope"), **ERRORS}}},

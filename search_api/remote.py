@@ -36,11 +36,44 @@ def raise_for(response: httpx.Response) -> None:
     raise exc
 
 
+class WrongWorkspace(errors.NotFound):
+    code = "wrong_workspace"
+
+
 class RemoteApi:
-    def __init__(self, base_url: str, key: str, workspace: str) -> None:
-        self.workspace = workspace
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(60.0),
+    def __init__(self, base_url: str, key: str, workspace: str | None) -> None:
+        #: None: the key's own workspace, asked of the server once (GET /v1/me).
+        self._workspace = workspace
+        self._me: dict | None = None
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(60.0),
                                    headers={"Authorization": f"Bearer {key}"})
+
+    @property
+    def workspace(self) -> str:
+        if self._workspace is None:
+            self._workspace = self.me()["workspace"]
+        return self._workspace
+
+    def me(self) -> dict:
+        """The key's id, workspace and scopes."""
+        if self._me is None:
+            self._me = self._request_json("GET", "/v1/me")["data"]
+        return self._me
+
+    def _explain_not_found(self, exc: errors.NotFound) -> None:
+        """A 404 for a workspace the key does not belong to reads like any missing
+        resource (the server tells nothing about other workspaces); the key's own
+        workspace is ours to know, so say the real cause."""
+        try:
+            own = self.me()["workspace"]
+        except errors.ResourceError:
+            return
+        if self._workspace is not None and own != self._workspace:
+            raise WrongWorkspace(
+                f"the key belongs to workspace {own!r}, not {self._workspace!r}: unset "
+                f"RESOURCES_WORKSPACE (the key's own is the default) or use a key of "
+                f"{self._workspace!r}") from exc
 
     def close(self) -> None:
         self.client.close()
@@ -53,13 +86,25 @@ class RemoteApi:
     def _ws(self, path: str) -> str:
         return f"/v1/{self.workspace}{path}"
 
-    def _json(self, method: str, path: str, **kw: Any) -> dict:
+    def _unreachable(self, exc: Exception) -> errors.Unavailable:
+        return errors.Unavailable(f"cannot reach the server at {self.base_url} ({exc}); is it "
+                                  f"running (`make run` or `resources serve`)? Check "
+                                  f"RESOURCES_API_URL.")
+
+    def _request_json(self, method: str, path: str, **kw: Any) -> dict:
         try:
             r = self.client.request(method, path, **kw)
         except httpx.TransportError as exc:
-            raise errors.Unavailable(f"cannot reach the server: {exc}") from exc
+            raise self._unreachable(exc) from exc
         raise_for(r)
         return r.json()
+
+    def _json(self, method: str, path: str, **kw: Any) -> dict:
+        try:
+            return self._request_json(method, path, **kw)
+        except errors.NotFound as exc:
+            self._explain_not_found(exc)
+            raise
 
     @staticmethod
     def _params(params: dict, limit: Any = None, cursor: str | None = None) -> list:
@@ -95,9 +140,13 @@ class RemoteApi:
         try:
             r = self.client.send(req, stream=True)
         except httpx.TransportError as exc:
-            raise errors.Unavailable(f"cannot reach the server: {exc}") from exc
+            raise self._unreachable(exc) from exc
         try:
             raise_for(r)
+        except errors.NotFound as exc:
+            r.close()
+            self._explain_not_found(exc)
+            raise
         except BaseException:
             r.close()
             raise
@@ -118,9 +167,11 @@ class RemoteApi:
     def list(self, params: dict, limit: Any, cursor: str | None) -> dict:
         return self._json("GET", self._ws("/resources"), params=self._params(params, limit, cursor))
 
-    def search(self, q: str, params: dict, limit: Any, cursor: str | None) -> dict:
+    def search(self, q: str, params: dict, limit: Any, cursor: str | None,
+               keyword_mode: str = "all") -> dict:
         return self._json("GET", self._ws("/resources/search"),
-                          params=[("q", q), *self._params(params, limit, cursor)])
+                          params=[("q", q), ("keyword-mode", keyword_mode),
+                                  *self._params(params, limit, cursor)])
 
     def delete(self, uri: str) -> dict:
         return self._json("DELETE", self._ws("/resources/by-uri"), params={"uri": uri})
@@ -130,8 +181,10 @@ class RemoteApi:
         return self._json("GET", self._ws(f"/workflows/{_seg(workflow_id)}/resources"),
                           params=self._params(params, limit, cursor))
 
-    def workflow_delete(self, workflow_id: str, tier: str | None) -> dict:
+    def workflow_delete(self, workflow_id: str, tier: str | None, dry_run: bool = False) -> dict:
         params = {"tier": tier} if tier else {}
+        if dry_run:
+            params["dry-run"] = "true"
         return self._json("DELETE", self._ws(f"/workflows/{_seg(workflow_id)}/resources"),
                           params=params)
 
@@ -170,6 +223,24 @@ class RemoteApi:
 
     def slots_list(self) -> dict:
         return self._json("GET", self._ws("/slots"))
+
+    def status(self) -> dict:
+        """Mode, server, key and the server's index backlog (`resources status`)."""
+        me = self.me()
+        try:
+            health = self.client.get("/healthz").json().get("data", {})
+        except (httpx.TransportError, ValueError):
+            health = {}
+        catalog = health.get("catalog") or {}
+        # This workspace's own count: the server never tells one key about the others.
+        try:
+            resources = self._json("GET", self._ws("/usage"))["data"].get("count")
+        except Exception:  # noqa: BLE001 - status shows what it can
+            resources = None
+        return {"mode": "remote", "server": self.base_url, "workspace": self.workspace,
+                "key-id": me["key-id"], "scopes": me["scopes"],
+                "server-ok": health.get("ok"), "index-backlog": catalog.get("index-backlog"),
+                "resources": resources}
 
 
 def _seg(value: str) -> str:

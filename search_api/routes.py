@@ -14,17 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from indexer.filterspec import FILTER_NAMES, LIST_PARAMS, SEARCH_PARAMS, check_known
 from storage.clock import rfc3339
 from storage import mediatype
-from storage.errors import BadRequest, InvalidSpec, TooLarge
+from storage.errors import BadRequest, InvalidSpec, StorageFull, TooLarge
 
 from . import envelope
 from .auth import ADMIN, READ, WRITE, Principal
 from .service import ResourceService
 
-FILTER_KEYS = ("type", "types", "content-sources", "tier", "exclude-tier", "storage-backend",
-               "storage-root", "path-prefix", "slot", "accept", "tag", "tags", "workflow-id",
-               "flow", "step")
 #: After a body passes the tier limit, at most this much more is read (and dropped) so
 #: the client can receive the 413 cleanly; past it the connection is simply closed.
 DRAIN_AFTER_LIMIT = 64 * 1024 * 1024
@@ -47,7 +45,7 @@ async def principal(request: Request, scope: str, workspace: str | None = None) 
 
 def filter_params(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in FILTER_KEYS:
+    for key in FILTER_NAMES:
         values = request.query_params.getlist(key)
         if values:
             out[key] = values if len(values) > 1 else values[0]
@@ -107,7 +105,9 @@ async def stream_body(request: Request, write: Callable[[bytes], None], max_byte
         async for chunk in request.stream():
             if chunk:
                 write(chunk)      # a local append: cheap enough for the event loop
-    except TooLarge:
+    except (TooLarge, StorageFull):
+        # Refused mid-body: drain (bounded) so the client reads the answer instead of
+        # a connection reset.
         abort()
         await _drain(request)
         raise
@@ -131,6 +131,7 @@ async def search(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), SEARCH_PARAMS)
     page = await run_in_threadpool(svc(request).search, ws, qp.get("q", ""), filter_params(request),
                                    qp.get("limit"), qp.get("cursor"),
                                    qp.get("keyword-mode", "all"))
@@ -141,6 +142,7 @@ async def list_resources(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), LIST_PARAMS)
     page = await run_in_threadpool(svc(request).list, ws, filter_params(request),
                                    qp.get("limit"), qp.get("cursor"))
     return ok(envelope.page(page, base_url(request)))
@@ -277,11 +279,14 @@ async def workflow_resources(request: Request) -> Response:
     service = svc(request)
     if request.method == "DELETE":
         await principal(request, WRITE)
+        check_known(request.query_params.keys(), ("tier", "dry-run"))
+        dry_run = request.query_params.get("dry-run", "false").lower() in ("1", "true", "yes")
         removed = await run_in_threadpool(service.delete_workflow, ws, wf,
-                                          request.query_params.get("tier"))
-        return ok(envelope.plain({"deleted": [r.uri for r in removed]}, count=len(removed)))
+                                          request.query_params.get("tier"), dry_run)
+        return ok(envelope.workflow_deleted(removed, dry_run))
     await principal(request, READ)
     qp = request.query_params
+    check_known(qp.keys(), ("step", "limit", "cursor"))
     page = await run_in_threadpool(service.workflow_resources, ws, wf, qp.get("step"),
                                    qp.get("limit"), qp.get("cursor"))
     return ok(envelope.page(page, base_url(request)))
@@ -329,12 +334,20 @@ async def list_slots(request: Request) -> Response:
     return ok(envelope.plain({"items": [service.slot_json(s) for s in slots]}, total=len(slots)))
 
 
+# -- identity -----------------------------------------------------------------------------
+async def me(request: Request) -> Response:
+    """Who the key is: the remote CLI takes its default workspace from here."""
+    p = await run_in_threadpool(svc(request).keys.authenticate,
+                                request.headers.get("authorization"))
+    return ok(envelope.plain({"key-id": p.key_id, "workspace": p.workspace,
+                              "scopes": sorted(p.scopes)}))
+
+
 # -- health -----------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
     status = await run_in_threadpool(svc(request).health)
-    # Anyone may ask whether the service is up, but document counts and backlogs span
-    # every workspace: they are not told to a caller without a key (issue 14, item 12).
-    status["catalog"].pop("index-backlog", None)
+    # Anyone may ask whether the service is up, but document counts span every
+    # workspace: they are not told to a caller without a key (issue 14, item 12).
     status["index"].pop("documents", None)
     return ok(envelope.plain(status), 200 if status["ok"] else 503)
 
@@ -344,9 +357,19 @@ async def openapi(request: Request) -> Response:
     return ok(document(base_url(request)))
 
 
+async def api_docs(request: Request) -> Response:
+    """The API reference for people, made from the same OpenAPI document."""
+    from starlette.responses import HTMLResponse
+
+    from .apidocs import render
+    from .openapi import document
+    return HTMLResponse(render(document(base_url(request))))
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", api_docs, methods=["GET"]),
     Route("/signed/{token}", signed_content, methods=["GET"]),
     Route("/v1/{ws}/resources", persist, methods=["POST"]),
     Route("/v1/{ws}/resources", list_resources, methods=["GET"]),
@@ -358,6 +381,7 @@ routes = [
     Route("/v1/{ws}/resources/search-index", search_index, methods=["GET", "POST"]),
     Route("/v1/{ws}/workflows/{workflow_id}/resources", workflow_resources,
           methods=["GET", "DELETE"]),
+    Route("/v1/me", me, methods=["GET"]),
     Route("/v1/{ws}/usage", usage, methods=["GET"]),
     Route("/v1/{ws}/slots/{slot}", put_slot, methods=["PUT"]),
     Route("/v1/{ws}/slots", list_slots, methods=["GET"]),

@@ -460,7 +460,14 @@ class ResourceService(ViewsMixin, UploadsMixin):
             filters.storage_root = slot.root
         limit = parse_limit(limit)
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
-        order = "newest" if text_query is None else "score"
+        # newest without words pages by keyset (stable under inserts), relevance by
+        # score; every other order is a fast field, paged by offset.
+        sort = filters.sort or ("relevance" if text_query is not None else "newest")
+        if sort == "relevance" and text_query is None:
+            sort = "newest"
+        order = {"newest": "newest" if text_query is None else "by-field",
+                 "relevance": "score"}.get(sort, "by-field")
+        order_by = _SORT_FIELDS[sort] if order == "by-field" else None
         fp = fingerprint(workspace, q or "", filters, keyword_mode, order)
         decoded = decode_cursor(cursor, fp, self.signer.cursor_secret)
         start = offset or 0
@@ -478,7 +485,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         # Browsing fetches one extra hit to know whether a next page exists.
         fetch = limit + 1 if order == "newest" else limit
         page = self.index.search(workspace, text_query, filters, int(self.now()), fetch,
-                                 offset=start, before_seq=before_seq)
+                                 offset=start, before_seq=before_seq, order_by=order_by)
         more = len(page.hits) > limit
         page.hits = page.hits[:limit]
         records = self.catalog.get_many([h.id for h in page.hits])
@@ -571,9 +578,10 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return self.signer.verify(token, self.now())
 
     # -- workflow runs -------------------------------------------------------------------
-    def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None
-                        ) -> list[Resource]:
-        """A run's cleanup: every resource of the run (optionally of one tier)."""
+    def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None,
+                        dry_run: bool = False) -> list[Resource]:
+        """A run's cleanup: every resource of the run (optionally of one tier).
+        ``dry_run`` only returns what would be deleted."""
         check_workspace(workspace)
         if tier is not None and tier not in self.settings.tiers:
             raise InvalidSpec(f"tier must be one of {', '.join(self.settings.tiers)}")
@@ -582,6 +590,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
             where += " AND tier = ?"
             params.append(tier)
         doomed = list(self.catalog.iter_resources(where, tuple(params)))
+        if dry_run:
+            return doomed
         for i in range(0, len(doomed), 200):
             self.lifecycle.delete(doomed[i:i + 200])
         self._index_now()
@@ -711,6 +721,11 @@ class ResourceService(ViewsMixin, UploadsMixin):
             self.lifecycle.delete([res])
         self._index_now()
         return res
+
+
+#: Index field and direction (ascending?) of each sort that is not relevance/keyset.
+_SORT_FIELDS = {"newest": ("seq", False), "oldest": ("seq", True), "name": ("name_sort", True),
+                "size": ("size", False)}
 
 
 def _fill_and_prepare(svc: ResourceService, job: PersistJob, body: Any) -> Any:

@@ -207,8 +207,10 @@ def test_table_output_for_people(cli, fixtures_dir):
     proc = cli.run("list", "--format", "table")
     assert proc.returncode == 0
     text = proc.stdout.decode()
-    assert "URI" in text.splitlines()[0]
-    assert rec["uri"] in text
+    # Issue 20: names first, human sizes; the uri on its own line to copy.
+    assert text.splitlines()[0].split() == ["NAME", "TYPE", "SIZE", "TIER", "STEP", "AGE"]
+    assert "image.png" in text and " B " in text or "KiB" in text
+    assert f"  {rec['uri']}" in text.splitlines()
     assert "1 of 1" in text
 
 

@@ -140,7 +140,8 @@ def test_ttl_through_the_cli(env, clock):
     clock.advance(30)
     proc, _ = run_json("kv", "get", "cli:ttl", env=env, check=False)
     assert proc.returncode == 1
-    assert json.loads(proc.stderr)["error"]["code"] == "not_found"
+    # issue 20: the CLI names a missing kv key for what it is
+    assert json.loads(proc.stderr)["error"]["code"] == "kv_key_not_found"
     _, listed = run_json("kv", "list", "--prefix", "cli:", env=env)
     assert listed["data"]["items"] == [] and listed["meta"]["total"] == 0
     _, swept = run_json("gc", env=env)

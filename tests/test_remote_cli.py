@@ -169,7 +169,11 @@ def test_remote_cli_errors_and_keys(remote_server, tmp_path):
     assert p.returncode == 1 and json.loads(p.stderr)["error"]["code"] == "unauthorized"
     env = remote_server.env("other", "ws-acme")        # a key of ws-other, asking for ws-acme
     p = cli("list", "--format", "json", env=env, check=False, cwd=tmp_path)
-    assert p.returncode == 1 and json.loads(p.stderr)["error"]["code"] == "not_found"
+    # Issue 20: the CLI knows its own key's workspace and says so (the server still
+    # answers a plain 404; the CLI asks GET /v1/me about its own key only).
+    err = json.loads(p.stderr)["error"]
+    assert p.returncode == 1 and err["code"] == "wrong_workspace"
+    assert "'ws-other'" in err["message"] and "'ws-acme'" in err["message"]
     env = remote_server.env("admin", "ws-acme")
     env["RESOURCES_API_URL"] = "http://127.0.0.1:1"    # nothing listens there
     p = cli("list", "--format", "json", env=env, check=False, cwd=tmp_path)

@@ -1,0 +1,197 @@
+"""Operating the data home: serve, gc, doctor, reindex, watch; and shell completion."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+
+import click
+
+from storage.errors import BadRequest, ResourceError
+
+from ..output import default_format, emit, fit_middle, human_size, width
+from ._context import config, damaged, fail, format_option, make_api, run
+
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; mind the keys).")
+@click.option("--port", default=8080, type=click.IntRange(1, 65535), show_default=True,
+              help="Port to listen on (refused up front when taken).")
+@click.option("--max-header-bytes", default=64 * 1024, type=click.IntRange(1024, 1 << 24),
+              show_default=True, help="Largest request line + headers; larger is a 431.")
+@click.option("--header-timeout", default=10.0, type=click.FloatRange(0.1, 3600),
+              show_default=True, help="Seconds a client has to send a request's headers.")
+@click.option("--keep-alive-timeout", default=5, type=click.IntRange(1, 3600),
+              show_default=True, help="Seconds an idle keep-alive connection stays open.")
+@click.option("--limit-concurrency", default=2048, type=click.IntRange(1, 1 << 20),
+              show_default=True, help="Connections + tasks at once; more get a 503.")
+def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
+          keep_alive_timeout: int, limit_concurrency: int) -> None:
+    """Serve the HTTP API (and web view) with uvicorn on the data home."""
+    import uvicorn
+
+    from ..demo import next_free_port, port_free
+    if not port_free(host, port):
+        alt = next_free_port(host, port)
+        raise click.UsageError(f"port {port} on {host} is already in use; try --port "
+                               f"{alt or '<a free port>'}")
+
+    from storage.config import Settings
+
+    from ..app import create_app
+    from ..http_limits import protocol
+    settings = Settings.from_env(config().home)
+    if not os.environ.get("RESOURCES_PUBLIC_URL"):
+        settings.public_url = f"http://{host}:{port}"
+    try:
+        app = create_app(settings=settings)
+    except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                http=protocol(max_header_bytes, header_timeout),
+                timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed (retention preview).")
+@format_option
+@run
+def gc(api, dry_run: bool, fmt: str) -> dict | None:
+    """Delete every resource past its expires-at (blob, record, index entry together)."""
+    result = api.service.gc(dry_run=dry_run)
+    if fmt == "json":
+        return {"data": result, "meta": {"count": result["count"]}}
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {result['count']} expired resource(s), {human_size(result['bytes'])}"
+               f"; {verb} {len(result['kv-removed'])} expired kv key(s)")
+    for uri in result["removed"]:
+        click.echo("  " + fit_middle(uri, width() - 2))
+    return None
+
+
+@click.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed; say what could not.")
+@click.option("--quick", is_flag=True, help="Skip hashing blob bytes (sizes are still checked).")
+@format_option
+def doctor(repair: bool, quick: bool, fmt: str | None) -> None:
+    """Compare catalog, blobs and index; report problems by kind; exit 1 while any remain."""
+    from .. import doctor as doctor_mod
+    fmt = fmt or default_format()
+    try:
+        api = make_api()
+    except ResourceError as exc:
+        fail(exc, fmt)
+    if hasattr(api, "recover"):
+        # Embedded: diagnose before recovery, so what a crash left (pending operations,
+        # staged leftovers) is reported by kind rather than silently fixed at startup.
+        api.recover = False
+    try:
+        report = doctor_mod.run(api.service, do_repair=repair, verify_bytes=not quick)
+    except ResourceError as exc:
+        fail(exc, fmt)
+    except sqlite3.DatabaseError as exc:
+        fail(damaged(exc), fmt)
+    finally:
+        api.close()
+    if fmt == "json":
+        emit({"data": report, "meta": {"ok": report["ok"]}}, fmt)
+    else:
+        _print_doctor(report)
+    sys.exit(0 if report["ok"] else 1)
+
+
+def _print_doctor(report: dict) -> None:
+    for item in report.get("repaired", []):
+        click.echo(f"repaired  {item['kind']:<18} {item['subject']}: {item['action']}")
+    for item in report.get("not-repaired", []):
+        click.echo(f"NOT fixed {item['kind']:<18} {item['subject']}: {item['reason']}")
+    for p in report["problems"]:
+        click.echo(f"problem   {p['kind']:<18} {p['subject']} {p['detail']}")
+    click.echo("counts: " + ", ".join(f"{k}={v}" for k, v in report["counts"].items()))
+    usage = report["usage"]
+    click.echo(f"usage: {usage['count']} resources, {usage['bytes']:,} bytes; "
+               f"extraction failures: {usage['extraction-failures']}")
+    for g in usage["groups"]:
+        click.echo(f"  {g['workspace']:<16} {g['tier']:<10} {g['storage-root'] or '-':<24} "
+                   f"{g['count']:>8} {g['bytes']:>14,}")
+    dangling = report.get("dangling-kv-refs")
+    if dangling:
+        click.echo(f"dangling kv refs: {dangling['count']}")
+        for d in dangling["items"]:
+            click.echo(f"  {d['key']} -> {d['uri']} ({d['reason']})")
+    click.echo("ok" if report["ok"] else "problems remain")
+
+
+@click.command()
+@format_option
+@run
+def reindex(api) -> dict:
+    """Rebuild the search index from the catalog and swap it in atomically."""
+    from tqdm import tqdm
+    bar = tqdm(total=0, unit="res", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    count = api.service.reindex(progress)
+    bar.close()
+    return {"data": {"reindexed": count}, "meta": {}}
+
+
+@click.command()
+@click.option("--once-for", type=float, default=None, hidden=True,
+              help="Stop after N seconds (tests).")
+@format_option
+@run
+def watch(api, once_for: float | None) -> dict:
+    """Register files other programs write into bound slot folders (until Ctrl-C).
+
+    A file created or changed under a slot's root becomes a resource of that slot (or a
+    new version); a deleted file loses its record. Ignores tmp/ and *.part.
+    """
+    import signal
+    import threading
+
+    from indexer.watch import SlotWatcher
+    if "service" not in dir(type(api)):
+        raise BadRequest("watch works on the local data home: unset RESOURCES_API_URL "
+                         "and run it on the machine that holds $RESOURCES_HOME")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    watcher = SlotWatcher(api.service)
+    try:
+        watcher.run(stop, once_for=once_for)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return {"data": watcher.stats.to_json(), "meta": {}}
+
+
+
+
+COMPLETION_HELP = """
+\b
+Add one line to your shell's start-up file:
+  bash:  eval "$(_RESOURCES_COMPLETE=bash_source resources)"     (~/.bashrc)
+  zsh:   eval "$(_RESOURCES_COMPLETE=zsh_source resources)"      (~/.zshrc)
+  fish:  _RESOURCES_COMPLETE=fish_source resources | source      (~/.config/fish/config.fish)
+"""
+
+
+@click.command(epilog=COMPLETION_HELP)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (commands, options, tiers, types, slots)."""
+    from click.shell_completion import get_completion_class
+
+    from . import main
+    cls = get_completion_class(shell)
+    click.echo(cls(main, {}, "resources", "_RESOURCES_COMPLETE").source())
+
+
+COMMANDS = (serve, gc, doctor, reindex, watch, completion)
