@@ -430,17 +430,39 @@ def keys_create(api, workspace: str, scopes: tuple[str, ...], name: str | None) 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, type=int, show_default=True)
-def serve(host: str, port: int) -> None:
-    """Serve the HTTP API (and web view) with uvicorn on the data home."""
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Default info ($RESOURCES_LOG_LEVEL).")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Default: text on a terminal, else json ($RESOURCES_LOG_FORMAT).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Also serve /metrics without a key on 127.0.0.1:PORT.")
+def serve(host: str, port: int, log_level: str | None, log_format: str | None,
+          metrics_port: int | None) -> None:
+    """Serve the HTTP API (and web view) with uvicorn on the data home.
+
+    Logs one JSON line per request and per background job on stderr; /metrics (a
+    service.admin key, or --metrics-port), /healthz, /readyz: docs/operations.md."""
     import uvicorn
 
     from storage.config import Settings
 
+    from . import logs
     from .app import create_app
+    from .opsconfig import OpsSettings
+    from .service import ResourceService
+    ops = OpsSettings.from_env()
+    ops.log_level = log_level or ops.log_level
+    ops.log_format = log_format or ops.log_format
+    ops.metrics_port = metrics_port if metrics_port is not None else ops.metrics_port
+    logs.configure(ops.log_level, ops.log_format)
     settings = Settings.from_env()
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{host}:{port}"
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+    service = ResourceService(settings, log=logs.service_logger())
+    # log_config=None: uvicorn keeps the handler configured above; access_log off: our
+    # request line replaces it (and never prints a raw path).
+    uvicorn.run(create_app(service, ops=ops), host=host, port=port, log_level=ops.log_level,
+                log_config=None, access_log=False)
 
 
 @main.command()

@@ -101,8 +101,20 @@ def document(server_url: str = "") -> dict[str, Any]:
     binary = {"description": "The bytes", "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
     paths: dict[str, Any] = {
-        "/healthz": {"get": {"summary": "Liveness: catalog and index status", "responses": {
-            "200": _ok("Envelope"), "503": _ok("Envelope", "A dependency is down")}}},
+        "/healthz": {"get": {"summary": "Liveness: the process answers (details with a "
+                                        "service.admin key)", "responses": {
+            "200": _ok("Envelope")}}},
+        "/readyz": {"get": {"summary": "Readiness: catalog writable, connections reachable, "
+                                       "disk free, index present and caught up",
+                            "responses": {"200": _ok("Envelope"),
+                                          "503": _err("A check failed (named in the message)")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (a service.admin key)",
+                             "security": [{"bearer": []}],
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {
+                                                       "type": "string"}}}},
+                                           "401": _err("Missing or bad key"),
+                                           "403": _err("Key lacks service.admin")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},

@@ -19,6 +19,7 @@ from storage.errors import BadRequest, InvalidSpec, TooLarge
 
 from . import envelope
 from .auth import ADMIN, READ, WRITE, Principal
+from .observe import note_principal
 from .service import ResourceService
 
 FILTER_KEYS = ("type", "types", "content-sources", "tier", "exclude-tier", "storage-backend",
@@ -40,6 +41,7 @@ def base_url(request: Request) -> str:
 async def principal(request: Request, scope: str, workspace: str | None = None) -> Principal:
     p = await run_in_threadpool(svc(request).keys.authenticate,
                                 request.headers.get("authorization"))
+    note_principal(request, p.key_id, p.workspace)     # for the request log line
     p.require(workspace if workspace is not None else request.path_params["ws"], scope)
     return p
 
@@ -305,19 +307,13 @@ async def list_slots(request: Request) -> Response:
     return ok(envelope.plain({"items": [service.slot_json(s) for s in slots]}, total=len(slots)))
 
 
-# -- health -----------------------------------------------------------------------------
-async def healthz(request: Request) -> Response:
-    status = await run_in_threadpool(svc(request).health)
-    return ok(envelope.plain(status), 200 if status["ok"] else 503)
-
-
+# /healthz, /readyz and /metrics live in health.py.
 async def openapi(request: Request) -> Response:
     from .openapi import document
     return ok(document(base_url(request)))
 
 
 routes = [
-    Route("/healthz", healthz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/signed/{token}", signed_content, methods=["GET"]),
     Route("/v1/{ws}/resources", persist, methods=["POST"]),

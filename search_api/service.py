@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from storage import clock
 from storage.backend import BlobWriter, StorageBackend
 from storage.catalog import Catalog
 from storage.config import Settings
+from storage.events import emit
 from storage.faults import fault
 from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
@@ -616,6 +618,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
     def gc(self, dry_run: bool = False) -> dict[str, Any]:
         """Delete every resource past its expires-at (blob, record and index entry
         together) and expired KV keys. ``dry_run`` only previews."""
+        started = time.monotonic()
         doomed = self.expired()
         kv_expired = self.kv.expired_keys()
         if not dry_run and (doomed or kv_expired):
@@ -628,6 +631,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
             with self.catalog.transaction() as conn:
                 self.catalog.drop_intent(conn, intent)
             self._index_now()
+        if not dry_run:
+            emit("gc", removed=len(doomed), removed_bytes=sum(r.size for r in doomed),
+                 kv_removed=len(kv_expired), seconds=time.monotonic() - started)
         return {"dry-run": dry_run, "removed": [r.uri for r in doomed],
                 "count": len(doomed), "bytes": sum(r.size for r in doomed),
                 "kv-removed": kv_expired}

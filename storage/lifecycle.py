@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Mapping
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
 from .errors import Conflict
+from .events import emit
 from .faults import fault
 from .records import Resource
 
@@ -102,7 +103,9 @@ class Lifecycle:
                     self.catalog.put_idempotency(conn, ws, key, request_hash, res.id, self.now())
                 self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
-            return res, current is None
+        emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
+             created=current is None)
+        return res, current is None
 
     def publish_many(self, items: list[tuple[BlobWriter, Resource, str]],
                      backend: StorageBackend) -> list[tuple[Resource, bool]]:
@@ -142,6 +145,9 @@ class Lifecycle:
                     self.catalog.upsert(conn, res, text)
                     self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
+        for res, created in out:
+            emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
+                 created=created)
         return out
 
     # -- delete --------------------------------------------------------------------------
