@@ -22,6 +22,7 @@ from .logs import log
 from .metrics import Metrics, Refresher, serve_loopback
 from .observe import ObserveMiddleware, route_template
 from .opsconfig import OpsSettings
+from .quota_routes import quota_routes
 from .routes import routes
 from .service import ResourceService
 
@@ -142,7 +143,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
-    app = _App(routes=[*ops_routes, *routes, *kv_routes, ui_static, *web_routes,
+    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, ui_static, *web_routes,
                        *breyta_routes],
                     lifespan=lifespan,
                     exception_handlers={

@@ -571,5 +571,9 @@ def watch(api, once_for: float | None) -> dict:
     return {"data": watcher.stats.to_json(), "meta": {}}
 
 
+from .quota_cli import quota  # noqa: E402 - registers on main; the module imports this one
+main.add_command(quota)
+
+
 if __name__ == "__main__":
     main()

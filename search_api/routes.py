@@ -283,7 +283,10 @@ async def workflow_resources(request: Request) -> Response:
 async def usage(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
-    return ok(envelope.plain(await run_in_threadpool(svc(request).usage, ws)))
+    service = svc(request)
+    data = await run_in_threadpool(service.usage, ws)
+    data["quotas"] = await run_in_threadpool(service.quotas.report, ws)   # limits beside usage
+    return ok(envelope.plain(data))
 
 
 # -- slots ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from storage.local import LocalBackend
 from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
                              parse_uri)
 from storage.kv import KvEntry, KvStore, find_uris
+from storage.quotas import QuotaStore
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
@@ -140,6 +141,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
         self.pdf = PdfWorker()
         self.keys = KeyStore(self.catalog)
         self.kv = KvStore(self.catalog, self.now)
+        self.quotas = QuotaStore(settings.home / "quotas.json", self.catalog,
+                                 tuple(settings.tiers))
+        self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
         self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
         if any(kind == "gc" for _, kind, _ in self.catalog.intents()):

@@ -19,6 +19,7 @@ class attributes, so the HTTP layer and the CLI each map them in exactly one pla
     │   └── VersionConflict            409  version_conflict
     ├── TooLarge                       413  too_large
     ├── RangeNotSatisfiable            416  range_not_satisfiable
+    ├── QuotaExceeded                  507  quota_exceeded
     └── Unavailable                    503  unavailable
         └── IndexBusy                  503  index_busy
 """
@@ -28,7 +29,7 @@ __all__ = [
     "ResourceError", "BadRequest", "InvalidPath", "TemplateError", "InvalidSpec",
     "InvalidQuery", "InvalidCursor", "Unauthorized", "Forbidden", "BadSignature",
     "NotFound", "Conflict", "IdempotencyConflict", "VersionConflict", "TooLarge",
-    "RangeNotSatisfiable", "Unavailable", "IndexBusy",
+    "RangeNotSatisfiable", "QuotaExceeded", "Unavailable", "IndexBusy",
 ]
 
 
@@ -107,6 +108,12 @@ class TooLarge(ResourceError):
 
 class RangeNotSatisfiable(ResourceError):
     status, code = 416, "range_not_satisfiable"
+
+
+class QuotaExceeded(ResourceError):
+    """A workspace's tier limit (bytes or resources) would be crossed: 507 Insufficient
+    Storage, as the space is full for this tenant, not the request malformed."""
+    status, code = 507, "quota_exceeded"
 
 
 class Unavailable(ResourceError):

@@ -69,6 +69,9 @@ class Lifecycle:
         self.lock = lock
         self.now = now
         self.log = log
+        #: Admission check run under the commit lock before anything is published
+        #: (quotas): ``admit(res, current, pending)`` raises to refuse the persist.
+        self.admit: Callable[..., None] | None = None
 
     # -- persist -------------------------------------------------------------------------
     def publish(self, writer: BlobWriter, res: Resource, text: str,
@@ -85,6 +88,8 @@ class Lifecycle:
                 res.id = current.id
                 res.created_at = current.created_at
                 res.version = current.version + 1
+            if self.admit is not None:
+                self.admit(res, current)
             fault("persist.before_intent")
             intent = self.catalog.add_intent("persist", {
                 "staging": writer.staging_ref, "connection": res.connection,
@@ -116,6 +121,7 @@ class Lifecycle:
         out: list[tuple[Resource, bool]] = []
         with self.lock.held():
             seen: dict[tuple[str, str], Resource] = {}
+            pending: dict = {}          # what earlier items of this batch add (quotas)
             with self.catalog.transaction() as conn:
                 for _, res, _ in items:
                     loc = (res.connection, res.path)
@@ -126,6 +132,8 @@ class Lifecycle:
                                            f"{res.path}; a {res.type} cannot replace it")
                         res.id, res.created_at = current.id, current.created_at
                         res.version = current.version + 1
+                    if self.admit is not None:
+                        self.admit(res, current, pending)
                     out.append((res, current is None))
                     seen[loc] = res
                 fault("persist.before_intent")
