@@ -571,8 +571,8 @@ def watch(api, once_for: float | None) -> dict:
     return {"data": watcher.stats.to_json(), "meta": {}}
 
 
-from .quota_cli import quota  # noqa: E402 - registers on main; the module imports this one
-main.add_command(quota)
+from .quota_cli import register as _register_quota  # noqa: E402
+_register_quota(main, format_option, run)            # resources quota show|set
 
 
 if __name__ == "__main__":

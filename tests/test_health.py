@@ -119,3 +119,34 @@ def test_full_disk_on_a_real_tmpfs(tmpfs):
         assert ok_body(readyz(server))["data"]["ready"] is True
     finally:
         stop_server(server)
+
+
+def test_index_lag_over_the_threshold_and_caught_up(tmp_path):
+    """Another process holds the index writer: persists still succeed (the outbox keeps
+    the change), /readyz names the lag; once the writer is free the background catches
+    up and /readyz is 200 again."""
+    import time
+
+    import tantivy
+
+    from indexer.schema import build_schema
+    server = start_server(tmp_path / "s", extra_env={
+        "RESOURCES_READY_MAX_INDEX_LAG": "0", "RESOURCES_INDEX_LOCK_WAIT_SECONDS": "0.2"})
+    try:
+        index = tantivy.Index(build_schema(), str(server.home / "index"), reuse=True)
+        writer = index.writer(15_000_000, 1)          # holds the directory lock
+        try:
+            with server.client("write") as c:
+                ok_body(upload(c, b"waits for the index\n", {"filename": "w.txt"}), 201)
+            err = assert_not_ready(server, "index")
+            assert "wait for the index" in err["details"]["checks"]["index"]["detail"]
+            assert err["details"]["checks"]["index"]["lag_changes"] >= 1
+        finally:
+            writer.rollback()
+            writer.wait_merging_threads()             # releases the lock
+        deadline = time.monotonic() + 30
+        while readyz(server).status_code != 200:
+            assert time.monotonic() < deadline, readyz(server).text
+            time.sleep(0.1)
+    finally:
+        stop_server(server)

@@ -103,3 +103,16 @@ def test_a_limit_set_with_the_cli_applies_to_the_running_server(srv):
     cli("quota", "set", "ws-other", "--tier", "ephemeral", env=base_env(srv.home))  # removes
     with srv.client("other") as c:
         ok_body(upload(c, b"x", {"filename": "e.txt", "tier": "ephemeral"}, ws="ws-other"), 201)
+
+
+def test_the_web_view_shows_usage_beside_the_limits(srv):
+    import re
+    with srv.client(None, follow_redirects=False) as web:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/ui/login").text).group(1)
+        assert web.post("/ui/login", data={"key": srv.keys["read"], "csrf": csrf}
+                        ).status_code == 303
+        page = web.get("/ui/ws-acme/search")
+    assert page.status_code == 200
+    item = re.search(r'<li data-quota="retained">(.*?)</li>', page.text, re.S).group(1)
+    assert "100 of 100 bytes" in item and "3 of 3 resources" in item
+    assert 'data-quota="ephemeral"' not in page.text          # no limit there: not shown
