@@ -7,10 +7,12 @@ never fails). A failed extraction is reported in the outcome; it never raises.
 from __future__ import annotations
 
 import codecs
+import time
 from dataclasses import dataclass
 
 from charset_normalizer import from_bytes
 
+from storage.events import emit
 from storage.records import Extraction
 
 from .detect import HEAD_BYTES, classify
@@ -44,6 +46,24 @@ def extract(path: str, size: int, declared_type: str | None, max_read: int, max_
             pdf: PdfWorker, pdf_max_pages: int, pdf_timeout: float,
             detected: str | None = None) -> Extracted:
     """Extract the text of the staged file at ``path`` within the bounds."""
+    started = time.monotonic()
+    result = _extract(path, size, declared_type, max_read, max_chars, pdf, pdf_max_pages,
+                      pdf_timeout, detected)
+    emit("extract", extractor=result.outcome.extractor, outcome=outcome_label(result.outcome),
+         seconds=time.monotonic() - started)
+    return result
+
+
+def outcome_label(outcome: Extraction) -> str:
+    """ok / truncated / timeout / error: the PDF worker reports a kill as "timeout: ..."."""
+    if outcome.error:
+        return "timeout" if outcome.error.startswith("timeout") else "error"
+    return "truncated" if outcome.truncated else "ok"
+
+
+def _extract(path: str, size: int, declared_type: str | None, max_read: int, max_chars: int,
+             pdf: PdfWorker, pdf_max_pages: int, pdf_timeout: float,
+             detected: str | None) -> Extracted:
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)

@@ -31,6 +31,7 @@ import tantivy
 
 from storage.catalog import Catalog
 from storage.errors import IndexBusy
+from storage.events import emit
 from storage.faults import fault
 
 from .query import Filters, filter_clauses
@@ -212,6 +213,7 @@ class SearchIndex:
                 records = self.catalog.get_many(ids)
                 texts = self.catalog.extract_texts([i for i in ids if i in records])
                 writer = self._writer(index, wait)
+                started = time.monotonic()
                 try:
                     for id_ in ids:
                         writer.delete_documents_by_term("id", id_)
@@ -233,6 +235,7 @@ class SearchIndex:
                 self.catalog.ack_index([row_id for row_id, _ in rows])
                 index.reload()
                 applied += len(ids)
+                emit("index.commit", documents=len(ids), seconds=time.monotonic() - started)
 
     def try_sync(self) -> None:
         """Sync, but a busy writer elsewhere is only a note: the outbox keeps the work."""

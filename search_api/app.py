@@ -3,9 +3,10 @@ background work of `serve` (index catch-up and the retention sweep)."""
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
-from typing import AsyncIterator
+import time
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,13 +14,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from storage.config import Settings
-from storage.errors import RangeNotSatisfiable, ResourceError
+from storage.errors import RangeNotSatisfiable, ResourceError, translate_unexpected
 
+from .health import ops_routes
 from .kv_routes import kv_routes
+from .logs import log
+from .metrics import Metrics, Refresher, serve_loopback
+from .observe import ObserveMiddleware, route_template
+from .opsconfig import OpsSettings
+from .quota_routes import quota_routes
 from .routes import routes
-from storage.errors import translate_unexpected
 
 from .service import ResourceService
+
+logger = logging.getLogger("resources.http")
+jobs = logging.getLogger("resources.jobs")
 
 
 async def resource_error(request: Request, exc: Exception) -> JSONResponse:
@@ -44,7 +53,9 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     typed = translate_unexpected(exc)
     if typed is not None:
         return await resource_error(request, typed)
-    print(f"internal error on {request.method} {request.url.path}: {exc!r}", file=sys.stderr)
+    # The route template, never request.url.path: a signed-URL token lives in the path.
+    logger.error("internal error on %s %s: %r", request.method, route_template(request.scope),
+                 exc, exc_info=exc)
     return JSONResponse({"error": {"code": "internal", "message": "internal error"}},
                         status_code=500)
 
@@ -69,31 +80,66 @@ class Background:
         svc = self.service
         next_gc = svc.now() + svc.settings.gc_interval_seconds
         while not self._stop.wait(self.sync_interval):
+            job = "index-sync"
             try:
-                if svc.catalog.outbox_size():
+                pending = svc.catalog.outbox_size()
+                if pending:
+                    started = time.monotonic()
                     svc.index.try_sync()
+                    _job_line("index-sync", started, pending=pending,
+                              remaining=svc.catalog.outbox_size())
                 gc = getattr(svc, "gc", None)
                 if gc is not None and svc.now() >= next_gc:
+                    job = "gc"
                     next_gc = svc.now() + svc.settings.gc_interval_seconds
-                    gc(dry_run=False)
+                    started = time.monotonic()
+                    result = gc(dry_run=False)
+                    _job_line("gc", started, removed=result["count"], bytes=result["bytes"],
+                              kv_removed=len(result["kv-removed"]))
             except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
-                print(f"background: {exc!r}", file=sys.stderr)
+                log(jobs, logging.ERROR, f"background {job} failed", event="job", job=job,
+                    error=repr(exc))
+
+
+def _job_line(job: str, started: float, **fields: Any) -> None:
+    """One structured line per background job that did something."""
+    log(jobs, logging.INFO, job, event="job", job=job,
+        duration_ms=round((time.monotonic() - started) * 1000, 3), **fields)
+
+
+class _App(Starlette):
+    """Starlette with the request middleware outermost: it sees the 500 that the
+    server-error handler sends (status, X-Request-Id) like any other response."""
+
+    def build_middleware_stack(self) -> Any:
+        return ObserveMiddleware(super().build_middleware_stack(), self.state.metrics)
 
 
 def create_app(service: ResourceService | None = None, settings: Settings | None = None,
-               background: bool = True) -> Starlette:
+               background: bool = True, ops: OpsSettings | None = None) -> Starlette:
     service = service or ResourceService(settings or Settings.from_env())
+    ops = ops or OpsSettings.from_env()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bg = Background(service) if background else None
-        if bg:
-            bg.start()
+        refresher = Refresher(service, metrics, ops.metrics_refresh_seconds) \
+            if background else None
+        loopback = serve_loopback(metrics, ops.metrics_port) if ops.metrics_port else None
+        metrics.attach()
+        for thread in (bg, refresher):
+            if thread:
+                thread.start()
         try:
             yield
         finally:
-            if bg:
-                bg.stop()
+            for thread in (bg, refresher):
+                if thread:
+                    thread.stop()
+            metrics.detach()
+            if loopback is not None:
+                loopback.shutdown()
 
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
@@ -101,9 +147,12 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
-    app = Starlette(routes=[*routes, *kv_routes, ui_static, *web_routes, *breyta_routes],
+    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, ui_static, *web_routes,
+                       *breyta_routes],
                     lifespan=lifespan,
                     exception_handlers={
         ResourceError: resource_error, HTTPException: http_error, Exception: internal_error})
     app.state.service = service
+    app.state.metrics = metrics
+    app.state.ops = ops
     return app

@@ -17,8 +17,10 @@ from storage.catalog import Catalog
 from storage.errors import Forbidden, InvalidSpec, NotFound, Unauthorized
 from storage.layout import check_workspace
 
-SCOPES = ("resources.read", "resources.write", "workspace.admin")
-READ, WRITE, ADMIN = SCOPES
+SCOPES = ("resources.read", "resources.write", "workspace.admin", "service.admin")
+#: service.admin is the operator's: /metrics, quotas, health details. It grants nothing
+#: inside a workspace (``require`` only honours workspace.admin there).
+READ, WRITE, ADMIN, SERVICE_ADMIN = SCOPES
 
 
 @dataclass(frozen=True)

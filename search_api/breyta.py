@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
+import logging
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, unquote
 
@@ -35,6 +35,7 @@ from storage.errors import BadRequest, InvalidSpec, NotFound, ResourceError
 from storage.records import Resource
 
 from .auth import READ, WRITE, Principal
+from .observe import note_principal, route_template
 from .openapi import EXTRA_PATHS, _err, _q
 from .routes import content_response, filter_params, json_body, stream_body, svc
 from .service import Page
@@ -80,8 +81,10 @@ def breyta(handler: Callable[[Request], Awaitable[Response]]
             typed = translate_unexpected(exc)
             if typed is not None:
                 return error_response(typed.status, typed.code, typed.message)
-            print(f"internal error on {request.method} {request.url.path}: {exc!r}",
-                  file=sys.stderr)
+            # The route template, never the raw path (upload ids live in it).
+            logging.getLogger("resources.http").error(
+                "internal error on %s %s: %r", request.method, route_template(request.scope),
+                exc)
             return error_response(500, "internal", "internal error")
     return wrapped
 
@@ -92,6 +95,7 @@ async def who(request: Request, scope: str) -> tuple[Principal, str]:
     p = await run_in_threadpool(svc(request).keys.authenticate,
                                 request.headers.get("authorization"))
     ws = request.headers.get("x-breyta-workspace") or p.workspace
+    note_principal(request, p.key_id, ws)       # for the request log line
     p.require(ws, scope)
     return p, ws
 

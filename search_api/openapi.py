@@ -105,8 +105,40 @@ def document(server_url: str = "") -> dict[str, Any]:
     binary = {"description": "The bytes", "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
     paths: dict[str, Any] = {
-        "/healthz": {"get": {"summary": "Liveness: catalog and index status", "responses": {
-            "200": _ok("Envelope"), "503": _ok("Envelope", "A dependency is down")}}},
+        "/healthz": {"get": {"summary": "Liveness: the process answers (details with a "
+                                        "service.admin key)", "responses": {
+            "200": _ok("Envelope")}}},
+        "/readyz": {"get": {"summary": "Readiness: catalog writable, connections reachable, "
+                                       "disk free, index present and caught up",
+                            "responses": {"200": _ok("Envelope"),
+                                          "503": _err("A check failed (named in the message)")}}},
+        "/admin/quotas": {"get": {
+            "summary": "Every workspace's quota limits (a service.admin key)",
+            "security": [{"bearer": []}],
+            "responses": {"200": _ok("Envelope"), "401": _err("Missing or bad key"),
+                          "403": _err("Key lacks service.admin")}}},
+        "/admin/quotas/{ws}": {
+            "get": {"summary": "One workspace's limits beside its usage, per tier",
+                    "security": [{"bearer": []}], "parameters": [_p("ws", "Workspace")],
+                    "responses": {"200": _ok("Envelope"), "401": _err("Missing or bad key"),
+                                  "403": _err("Key lacks service.admin")}},
+            "put": {"summary": "Set (or with nulls remove) one tier's limits",
+                    "security": [{"bearer": []}], "parameters": [_p("ws", "Workspace")],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["tier"], "properties": {
+                            "tier": {"type": "string", "enum": ["retained", "ephemeral"]},
+                            "max-bytes": {"type": ["integer", "null"], "minimum": 0},
+                            "max-resources": {"type": ["integer", "null"], "minimum": 0}}}}}},
+                    "responses": {"200": _ok("Envelope"), "400": _err("Bad body"),
+                                  "401": _err("Missing or bad key"),
+                                  "403": _err("Key lacks service.admin")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (a service.admin key)",
+                             "security": [{"bearer": []}],
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {
+                                                       "type": "string"}}}},
+                                           "401": _err("Missing or bad key"),
+                                           "403": _err("Key lacks service.admin")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI document", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},
@@ -132,7 +164,9 @@ def document(server_url: str = "") -> dict[str, Any]:
                      "responses": {"201": _ok("RecordEnvelope", "Created"),
                                    "200": _ok("RecordEnvelope", "Replay or slot rewrite"),
                                    "409": _err("Idempotency conflict"),
-                                   "413": _err("Over the tier limit"), **ERRORS}},
+                                   "413": _err("Over the tier limit"),
+                                   "507": _err("Over the workspace quota (quota_exceeded)"),
+                                   **ERRORS}},
             "get": {"summary": "List, newest first", "security": SECURED,
                     "parameters": [WS, *FILTERS],
                     "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},

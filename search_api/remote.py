@@ -231,7 +231,15 @@ class RemoteApi:
             health = self.client.get("/healthz").json().get("data", {})
         except (httpx.TransportError, ValueError):
             health = {}
-        catalog = health.get("catalog") or {}
+        # The index lag is on /readyz (its index check); /healthz says only "alive"
+        # to keys that are not the operator's.
+        try:
+            ready = self.client.get("/readyz").json()
+            checks = ready.get("data", {}).get("checks") or \
+                ready.get("error", {}).get("details", {}).get("checks") or {}
+        except (httpx.TransportError, ValueError):
+            checks = {}
+        catalog = {"index-backlog": (checks.get("index") or {}).get("lag_changes")}
         # This workspace's own count: the server never tells one key about the others.
         try:
             resources = self._json("GET", self._ws("/usage"))["data"].get("count")

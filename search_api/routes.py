@@ -21,6 +21,7 @@ from storage.errors import BadRequest, InvalidSpec, StorageFull, TooLarge
 
 from . import envelope
 from .auth import ADMIN, READ, WRITE, Principal
+from .observe import note_principal
 from .service import ResourceService
 
 #: After a body passes the tier limit, at most this much more is read (and dropped) so
@@ -39,6 +40,7 @@ def base_url(request: Request) -> str:
 async def principal(request: Request, scope: str, workspace: str | None = None) -> Principal:
     p = await run_in_threadpool(svc(request).keys.authenticate,
                                 request.headers.get("authorization"))
+    note_principal(request, p.key_id, p.workspace)     # for the request log line
     p.require(workspace if workspace is not None else request.path_params["ws"], scope)
     return p
 
@@ -295,7 +297,10 @@ async def workflow_resources(request: Request) -> Response:
 async def usage(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, READ)
-    return ok(envelope.plain(await run_in_threadpool(svc(request).usage, ws)))
+    service = svc(request)
+    data = await run_in_threadpool(service.usage, ws)
+    data["quotas"] = await run_in_threadpool(service.quotas.report, ws)   # limits beside usage
+    return ok(envelope.plain(data))
 
 
 # -- keys (workspace.admin) ---------------------------------------------------------------
@@ -343,15 +348,7 @@ async def me(request: Request) -> Response:
                               "scopes": sorted(p.scopes)}))
 
 
-# -- health -----------------------------------------------------------------------------
-async def healthz(request: Request) -> Response:
-    status = await run_in_threadpool(svc(request).health)
-    # Anyone may ask whether the service is up, but document counts span every
-    # workspace: they are not told to a caller without a key (issue 14, item 12).
-    status["index"].pop("documents", None)
-    return ok(envelope.plain(status), 200 if status["ok"] else 503)
-
-
+# /healthz, /readyz and /metrics live in health.py.
 async def openapi(request: Request) -> Response:
     from .openapi import document
     return ok(document(base_url(request)))
@@ -367,7 +364,6 @@ async def api_docs(request: Request) -> Response:
 
 
 routes = [
-    Route("/healthz", healthz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/docs", api_docs, methods=["GET"]),
     Route("/signed/{token}", signed_content, methods=["GET"]),

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from storage import clock
 from storage.backend import BlobWriter, StorageBackend
 from storage.catalog import Catalog
 from storage.config import Settings
+from storage.events import emit
 from storage.faults import fault
 from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
@@ -36,6 +38,7 @@ from storage.local import LocalBackend
 from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
                              parse_uri)
 from storage.kv import KvEntry, KvStore, find_uris
+from storage.quotas import QuotaStore
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
@@ -140,6 +143,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
         self.pdf = PdfWorker()
         self.keys = KeyStore(self.catalog)
         self.kv = KvStore(self.catalog, self.now)
+        self.quotas = QuotaStore(settings.home / "quotas.json", self.catalog,
+                                 tuple(settings.tiers))
+        self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
         self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
         if any(kind == "gc" for _, kind, _ in self.catalog.intents()):
@@ -639,6 +645,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
     def gc(self, dry_run: bool = False) -> dict[str, Any]:
         """Delete every resource past its expires-at (blob, record and index entry
         together) and expired KV keys. ``dry_run`` only previews."""
+        started = time.monotonic()
         doomed = self.expired()
         kv_expired = self.kv.expired_keys()
         if not dry_run and (doomed or kv_expired):
@@ -651,6 +658,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
             with self.catalog.transaction() as conn:
                 self.catalog.drop_intent(conn, intent)
             self._index_now()
+        if not dry_run:
+            emit("gc", removed=len(doomed), removed_bytes=sum(r.size for r in doomed),
+                 kv_removed=len(kv_expired), seconds=time.monotonic() - started)
         return {"dry-run": dry_run, "removed": [r.uri for r in doomed],
                 "count": len(doomed), "bytes": sum(r.size for r in doomed),
                 "kv-removed": kv_expired}

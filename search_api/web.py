@@ -35,6 +35,7 @@ from storage import mediatype
 from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
 
 from .auth import ADMIN, READ, WRITE, Principal
+from .observe import note_principal
 from .routes import content_response
 from .service import ResourceService
 from .signing import load_secret
@@ -141,6 +142,7 @@ async def _signed_in(request: Request) -> Session | None:
     if await run_in_threadpool(service.keys.session_ended, session.csrf, service.now()):
         return None
     session.principal = principal
+    note_principal(request, principal.key_id, principal.workspace)   # the request log line
     return session
 
 
@@ -318,8 +320,12 @@ async def search_page(request: Request) -> Response:
         error, status = exc.message, 400
     slots = await run_in_threadpool(service.list_slots, ws)
     roots = await run_in_threadpool(service.storage_roots, ws)
+    # Usage beside limits, only where an operator set one (counting costs a query).
+    quotas = await run_in_threadpool(service.quotas.report, ws) \
+        if service.quotas.limits(ws) else None
     return render(request, "search.html", {
         "q": q, "params": params, "result": result, "facets": facets, "error": error,
+        "quotas": quotas,
         "slots": slots, "roots": roots, "tiers": list(service.settings.tiers),
         "link": _link_maker(request, f"/ui/{ws}/search", ("q", *SEARCH_FILTERS, "limit")),
         "title": f"Search · {ws}"}, status, session)

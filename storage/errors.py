@@ -20,6 +20,7 @@ class attributes, so the HTTP layer and the CLI each map them in exactly one pla
     ├── TooLarge                       413  too_large
     ├── RangeNotSatisfiable            416  range_not_satisfiable
     ├── StorageFull                    507  storage_full
+    ├── QuotaExceeded                  507  quota_exceeded
     └── Unavailable                    503  unavailable
         ├── IndexBusy                  503  index_busy
         └── CatalogDamaged             503  catalog_damaged
@@ -30,7 +31,8 @@ __all__ = [
     "ResourceError", "BadRequest", "InvalidPath", "TemplateError", "InvalidSpec",
     "InvalidQuery", "InvalidCursor", "Unauthorized", "Forbidden", "BadSignature",
     "NotFound", "Conflict", "IdempotencyConflict", "VersionConflict", "TooLarge",
-    "RangeNotSatisfiable", "StorageFull", "Unavailable", "IndexBusy", "CatalogDamaged", "from_os_error", "translate_unexpected",
+    "RangeNotSatisfiable", "StorageFull", "QuotaExceeded", "Unavailable", "IndexBusy",
+    "CatalogDamaged", "from_os_error", "translate_unexpected",
 ]
 
 
@@ -113,6 +115,10 @@ class RangeNotSatisfiable(ResourceError):
 
 class StorageFull(ResourceError):
     status, code = 507, "storage_full"
+class QuotaExceeded(ResourceError):
+    """A workspace's tier limit (bytes or resources) would be crossed: 507 Insufficient
+    Storage, as the space is full for this tenant, not the request malformed."""
+    status, code = 507, "quota_exceeded"
 
 
 class Unavailable(ResourceError):

@@ -10,11 +10,14 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+import functools
+from typing import Any, Callable, Iterator, TypeVar
 
 from .catalog import Catalog
 from .clock import rfc3339
-from .errors import BadRequest, InvalidCursor, NotFound, TooLarge, VersionConflict
+from .errors import (BadRequest, InvalidCursor, NotFound, ResourceError, TooLarge,
+                     VersionConflict)
+from .events import emit
 from .layout import check_workspace
 
 MAX_KEY = 512
@@ -95,6 +98,25 @@ def find_uris(value: Any) -> list[str]:
     return list(found)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _observed(op: str) -> Callable[[F], F]:
+    """Report each operation and its outcome (ok or the error code) to observers."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = fn(*args, **kwargs)
+            except ResourceError as exc:
+                emit("kv", op=op, outcome=exc.code)
+                raise
+            emit("kv", op=op, outcome="ok")
+            return result
+        return inner  # type: ignore[return-value]
+    return wrap
+
+
 class KvStore:
     def __init__(self, catalog: Catalog, now: Callable[[], float]) -> None:
         self.catalog = catalog
@@ -111,6 +133,7 @@ class KvStore:
             return None          # expired keys are invisible at once
         return entry
 
+    @_observed("set")
     def set(self, workspace: str, key: str, value: Any, ttl: Any = None,
             if_version: Any = None) -> tuple[KvEntry, bool]:
         check_workspace(workspace)
@@ -137,6 +160,7 @@ class KvStore:
         return KvEntry(workspace, key, json.loads(text), version, created, now, expires, seq), \
             current is None
 
+    @_observed("get")
     def get(self, workspace: str, key: str) -> KvEntry:
         check_key(key)
         entry = self._row(self.catalog.conn, workspace, key)
@@ -145,6 +169,7 @@ class KvStore:
             raise NotFound("resource not found")
         return entry
 
+    @_observed("delete")
     def delete(self, workspace: str, key: str) -> KvEntry:
         check_key(key)
         with self.catalog.transaction() as conn:
@@ -154,6 +179,7 @@ class KvStore:
             conn.execute("DELETE FROM kv WHERE workspace=? AND key=?", (workspace, key))
         return entry
 
+    @_observed("list")
     def list(self, workspace: str, prefix: str = "", limit: int = 20,
              cursor: str | None = None) -> tuple[list[KvEntry], int, str | None]:
         """Newest first (last set first), keyset-paged."""

@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Mapping
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
 from .errors import Conflict, from_os_error
+from .events import emit
 from .faults import fault
 from .records import Resource
 
@@ -68,6 +69,9 @@ class Lifecycle:
         self.lock = lock
         self.now = now
         self.log = log
+        #: Admission check run under the commit lock before anything is published
+        #: (quotas): ``admit(res, current, pending)`` raises to refuse the persist.
+        self.admit: Callable[..., None] | None = None
 
     # -- persist -------------------------------------------------------------------------
     def publish(self, writer: BlobWriter, res: Resource, text: str,
@@ -84,6 +88,8 @@ class Lifecycle:
                 res.id = current.id
                 res.created_at = current.created_at
                 res.version = current.version + 1
+            if self.admit is not None:
+                self.admit(res, current)
             fault("persist.before_intent")
             intent = self.catalog.add_intent("persist", {
                 "staging": writer.staging_ref, "connection": res.connection,
@@ -105,7 +111,9 @@ class Lifecycle:
                     self.catalog.put_idempotency(conn, ws, key, request_hash, res.id, self.now())
                 self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
-            return res, current is None
+        emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
+             created=current is None)
+        return res, current is None
 
     def publish_many(self, items: list[tuple[BlobWriter, Resource, str]],
                      backend: StorageBackend) -> list[tuple[Resource, bool]]:
@@ -116,6 +124,7 @@ class Lifecycle:
         out: list[tuple[Resource, bool]] = []
         with self.lock.held():
             seen: dict[tuple[str, str], Resource] = {}
+            pending: dict = {}          # what earlier items of this batch add (quotas)
             with self.catalog.transaction() as conn:
                 for _, res, _ in items:
                     loc = (res.connection, res.path)
@@ -126,6 +135,8 @@ class Lifecycle:
                                            f"{res.path}; a {res.type} cannot replace it")
                         res.id, res.created_at = current.id, current.created_at
                         res.version = current.version + 1
+                    if self.admit is not None:
+                        self.admit(res, current, pending)
                     out.append((res, current is None))
                     seen[loc] = res
                 fault("persist.before_intent")
@@ -156,8 +167,12 @@ class Lifecycle:
                     self.catalog.upsert(conn, res, text)
                     self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
-            if failed:
-                raise next(iter(failed.values()))
+        for i, (res, created) in enumerate(out):
+            if i not in failed:
+                emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
+                     created=created)
+        if failed:
+            raise next(iter(failed.values()))
         return out
 
     def _refused(self, writer: BlobWriter, intent: int, exc: OSError, key: str) -> None:

@@ -39,3 +39,7 @@ def main(ctx: click.Context, profile: str | None) -> None:
 
 for _cmd in (*_resources.COMMANDS, *_groups.GROUPS, *_ops.COMMANDS):
     main.add_command(_cmd)
+
+from ..quota_cli import register as _register_quota  # noqa: E402
+from ._context import format_option as _format_option, run as _run  # noqa: E402
+_register_quota(main, _format_option, _run)          # resources quota show|set

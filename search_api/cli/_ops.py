@@ -27,9 +27,19 @@ from ._context import config, damaged, fail, format_option, make_api, run
               show_default=True, help="Seconds an idle keep-alive connection stays open.")
 @click.option("--limit-concurrency", default=2048, type=click.IntRange(1, 1 << 20),
               show_default=True, help="Connections + tasks at once; more get a 503.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Default info ($RESOURCES_LOG_LEVEL).")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Default: text on a terminal, else json ($RESOURCES_LOG_FORMAT).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Also serve /metrics without a key on 127.0.0.1:PORT.")
 def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
-          keep_alive_timeout: int, limit_concurrency: int) -> None:
-    """Serve the HTTP API (and web view) with uvicorn on the data home."""
+          keep_alive_timeout: int, limit_concurrency: int, log_level: str | None,
+          log_format: str | None, metrics_port: int | None) -> None:
+    """Serve the HTTP API (and web view) with uvicorn on the data home.
+
+    Logs one JSON line per request and per background job on stderr; /metrics (a
+    service.admin key, or --metrics-port), /healthz, /readyz: docs/operations.md."""
     import uvicorn
 
     from ..demo import next_free_port, port_free
@@ -40,17 +50,28 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
 
     from storage.config import Settings
 
+    from .. import logs
     from ..app import create_app
     from ..http_limits import protocol
+    from ..opsconfig import OpsSettings
+    from ..service import ResourceService
+    ops = OpsSettings.from_env()
+    ops.log_level = log_level or ops.log_level
+    ops.log_format = log_format or ops.log_format
+    ops.metrics_port = metrics_port if metrics_port is not None else ops.metrics_port
+    logs.configure(ops.log_level, ops.log_format)
     settings = Settings.from_env(config().home)
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{host}:{port}"
     try:
-        app = create_app(settings=settings)
+        service = ResourceService(settings, log=logs.service_logger())
     except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
-    uvicorn.run(app, host=host, port=port, log_level="warning",
+    # log_config=None: uvicorn keeps the handler configured above; access_log off: our
+    # request line replaces it (and never prints a raw path).
+    uvicorn.run(create_app(service, ops=ops), host=host, port=port, log_level=ops.log_level,
+                log_config=None, access_log=False,
                 http=protocol(max_header_bytes, header_timeout),
                 timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
 

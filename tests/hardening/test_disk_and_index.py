@@ -82,7 +82,7 @@ def test_deleted_live_index_is_rebuilt_while_serving(tmp_path):
                     break
                 time.sleep(0.2)
             assert got["meta"]["total"] == 2
-            assert c.get("/healthz").json()["data"]["index"]["ok"] is True
+            assert c.get("/readyz").json()["data"]["checks"]["index"]["ok"] is True
     finally:
         stop_server(server)
 
