@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.backend import StorageBackend
+
 from .service import ResourceService
 
 KINDS = ("pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
@@ -37,11 +39,13 @@ class Problem:
     detail: str = ""
 
 
-def _sha256(path: Path) -> str:
+def _sha256(backend: StorageBackend, key: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
+    try:
+        for chunk in backend.open_read(key, chunk_size=1024 * 1024):
             h.update(chunk)
+    except FileNotFoundError:
+        return ""
     return h.hexdigest()
 
 
@@ -75,8 +79,7 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
         if stat.size != res.size:
             problems.append(Problem("size-mismatch", res.uri,
                                     f"record {res.size} bytes, blob {stat.size} bytes"))
-        elif verify_bytes and hasattr(backend, "path_for") and \
-                _sha256(backend.path_for(res.path)) != res.sha256:
+        elif verify_bytes and _sha256(backend, res.path) != res.sha256:
             problems.append(Problem("sha256-mismatch", res.uri, res.path))
     for blob in platform.list("workspaces"):
         if blob.key not in owned:

@@ -48,7 +48,7 @@ class UploadsMixin:
         name_segs = split_segments(filename, "filename")
         key = "/".join(["workspaces", workspace, "persist", "_upload", *folder_segs, *name_segs])
         platform = self.backends["platform"]
-        if hasattr(platform, "path_for"):
+        if platform.local_paths:
             platform.path_for(key)
         existing = self.catalog.by_location(self.catalog.conn, "platform", key)
         if existing is not None and existing.expires_at is not None \

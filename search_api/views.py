@@ -100,10 +100,15 @@ class ViewsMixin:
             out["kind"] = "pdf"
             backend = self.backends[res.connection]
             text, error = "", None
-            if hasattr(backend, "path_for"):
-                got = self.pdf.extract(str(backend.path_for(res.path)), 1, pdf_chars,
-                                       min(self.settings.pdf_timeout_seconds, 5.0))
-                text, error = got.text, got.error
+            # A copy from object storage only under the size bound; a local file is free.
+            if backend.local_paths or res.size <= self.settings.tiers["retained"].max_bytes:
+                try:
+                    with backend.local_copy(res.path) as local:
+                        got = self.pdf.extract(local, 1, pdf_chars,
+                                               min(self.settings.pdf_timeout_seconds, 5.0))
+                    text, error = got.text, got.error
+                except FileNotFoundError:
+                    error = "content missing"
             if not text.strip():
                 text = self.catalog.extract_text(res.id)[:pdf_chars]
             out.update(text=text[:pdf_chars], error=error,

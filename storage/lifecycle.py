@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping
 
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
-from .errors import Conflict
+from .errors import Conflict, Unavailable
 from .faults import fault
 from .records import Resource
 
@@ -91,7 +91,14 @@ class Lifecycle:
                 "idempotency": list(idempotency) if idempotency else None,
             }, self.now())
             fault("persist.before_publish")
-            writer.publish()
+            try:
+                writer.publish()
+            except Conflict:
+                # A lost publish condition (S3: another writer got there first) means
+                # nothing was published: the intent must not be rolled forward later.
+                with self.catalog.transaction() as conn:
+                    self.catalog.drop_intent(conn, intent)
+                raise
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
                 res.seq = self.catalog.next_seq(conn)
@@ -177,52 +184,60 @@ class Lifecycle:
                 backend = self.backends.get(payload.get("connection", "platform"))
                 if backend is None:
                     continue
-                if kind == "persist":
-                    if backend.staging_exists(payload["staging"]):
-                        backend.discard_staging(payload["staging"])
-                        with self.catalog.transaction() as conn:
-                            self.catalog.drop_intent(conn, intent_id)
-                        counts["rolled_back"] += 1
-                        continue
-                    res = Resource.from_row(payload["row"])
-                    with self.catalog.transaction() as conn:
-                        try:
-                            backend.stat(res.path)
-                            exists = True
-                        except FileNotFoundError:
-                            exists = False
-                        current = self.catalog.get(res.id, conn)
-                        if exists and (current is None or current.sha256 != res.sha256
-                                       or current.version < res.version):
-                            res.seq = self.catalog.next_seq(conn)
-                            self.catalog.upsert(conn, res, payload.get("text") or "")
-                            idem = payload.get("idempotency")
-                            if idem:
-                                conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
-                                             (idem[0], idem[1]))
-                                self.catalog.put_idempotency(conn, idem[0], idem[1], idem[2],
-                                                             res.id, self.now())
-                            counts["rolled_forward"] += 1
-                        self.catalog.drop_intent(conn, intent_id)
-                elif kind == "gc":
-                    continue      # finished by the service (it knows what expired means)
-                elif kind == "delete":
-                    with self.catalog.transaction() as conn:
-                        still_used = self.catalog.by_location(conn, payload["connection"],
-                                                              payload["key"])
-                    if still_used is None:
-                        backend.delete(payload["key"])
-                    with self.catalog.transaction() as conn:
-                        self.catalog.drop_intent(conn, intent_id)
-                    counts["deletes_finished"] += 1
+                try:
+                    self._recover_one(counts, intent_id, kind, payload, backend)
+                except Unavailable as exc:
+                    # Decided when the connection is back (next start or doctor --repair).
+                    self.log(f"recovery: intent {intent_id} left for later: {exc}")
             for backend in self.backends.values():
-                for ref, _mtime in list(backend.list_staging()):
-                    backend.discard_staging(ref)
-                    counts["staging_removed"] += 1
+                try:
+                    for ref, _mtime in list(backend.list_staging()):
+                        backend.discard_staging(ref)
+                        counts["staging_removed"] += 1
+                except Unavailable as exc:
+                    self.log(f"recovery: staged writes of {backend.describe()} left: {exc}")
         if any(counts.values()):
             self.log(f"recovery: {counts}")
         return counts
 
+    def _recover_one(self, counts: dict[str, int], intent_id: int, kind: str,
+                     payload: dict, backend: StorageBackend) -> None:
+        if kind == "persist":
+            if backend.staging_exists(payload["staging"]):
+                backend.discard_staging(payload["staging"])
+                with self.catalog.transaction() as conn:
+                    self.catalog.drop_intent(conn, intent_id)
+                counts["rolled_back"] += 1
+                return
+            res = Resource.from_row(payload["row"])
+            # What the backend really holds decides: on S3 the object's ETag must be
+            # the one the staged write would have produced, not another writer's.
+            exists = backend.holds(payload["staging"], res.path)
+            with self.catalog.transaction() as conn:
+                current = self.catalog.get(res.id, conn)
+                if exists and (current is None or current.sha256 != res.sha256
+                               or current.version < res.version):
+                    res.seq = self.catalog.next_seq(conn)
+                    self.catalog.upsert(conn, res, payload.get("text") or "")
+                    idem = payload.get("idempotency")
+                    if idem:
+                        conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
+                                     (idem[0], idem[1]))
+                        self.catalog.put_idempotency(conn, idem[0], idem[1], idem[2],
+                                                     res.id, self.now())
+                    counts["rolled_forward"] += 1
+                self.catalog.drop_intent(conn, intent_id)
+            backend.discard_staging(payload["staging"])   # S3: the spool file, if left
+        elif kind == "delete":
+            with self.catalog.transaction() as conn:
+                still_used = self.catalog.by_location(conn, payload["connection"],
+                                                      payload["key"])
+            if still_used is None:
+                backend.delete(payload["key"])
+            with self.catalog.transaction() as conn:
+                self.catalog.drop_intent(conn, intent_id)
+            counts["deletes_finished"] += 1
+        # "gc" intents are finished by the service (it knows what expired means)
 
 def _json(obj: object) -> str:
     import json
