@@ -70,6 +70,9 @@ class StorageBackend(abc.ABC):
     can_adopt: bool = False
     #: ``path_for(key)`` is a real local file path of a blob.
     local_paths: bool = False
+    #: ``publish`` succeeds only if the key still holds what it held when the write
+    #: began (else VersionConflict); without it the last publisher wins.
+    conditional_publish: bool = False
 
     def adopt(self, key: str, max_bytes: int) -> BlobWriter:
         raise NotImplementedError(f"the {self.family} backend cannot adopt files")

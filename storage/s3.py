@@ -71,6 +71,7 @@ class S3Config:
 
 class S3Backend(StorageBackend):
     family = "s3"
+    conditional_publish = True
 
     def __init__(self, config: S3Config, tmp_dir: Path, spool_max: int = 10 * MiB,
                  pdf_spool_max: int = 50 * MiB) -> None:
