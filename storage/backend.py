@@ -73,6 +73,12 @@ class StorageBackend(abc.ABC):
     #: ``publish`` succeeds only if the key still holds what it held when the write
     #: began (else VersionConflict); without it the last publisher wins.
     conditional_publish: bool = False
+    #: ``presigned_get`` hands out a short-lived URL the client fetches directly.
+    can_presign: bool = False
+
+    def presigned_get(self, key: str, ttl: int, filename: str | None = None,
+                      content_type: str | None = None) -> str:
+        raise NotImplementedError(f"the {self.family} backend has no presigned URLs")
 
     def adopt(self, key: str, max_bytes: int) -> BlobWriter:
         raise NotImplementedError(f"the {self.family} backend cannot adopt files")

@@ -72,6 +72,7 @@ class S3Config:
 class S3Backend(StorageBackend):
     family = "s3"
     conditional_publish = True
+    can_presign = True
 
     def __init__(self, config: S3Config, tmp_dir: Path, spool_max: int = 10 * MiB,
                  pdf_spool_max: int = 50 * MiB) -> None:
@@ -91,6 +92,8 @@ class S3Backend(StorageBackend):
             "s3", endpoint_url=config.endpoint, region_name=config.region,
             config=Config(
                 s3={"addressing_style": config.addressing},
+                # SigV4 everywhere: presigned URLs with response overrides need it.
+                signature_version="s3v4",
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5, read_timeout=60,
                 max_pool_connections=32,
