@@ -38,8 +38,9 @@ def run(fn: Callable[..., dict | None]) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, fmt: str | None = None, **kwargs: Any) -> None:
         fmt = fmt or default_format()
-        api = make_api()
+        api = None
         try:
+            api = make_api()         # a bad connections file is a one-line error too
             env = fn(api, *args, **kwargs)
             if env is not None:
                 emit(env, fmt)
@@ -47,7 +48,8 @@ def run(fn: Callable[..., dict | None]) -> Callable:
             emit_error(exc, fmt)
             sys.exit(exc.exit_code)
         finally:
-            api.close()
+            if api is not None:
+                api.close()
     return wrapper
 
 
@@ -547,6 +549,24 @@ def watch(api, once_for: float | None) -> dict:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return {"data": watcher.stats.to_json(), "meta": {}}
+
+
+@main.command(name="sync-slot")
+@click.argument("slot")
+@format_option
+@run
+def sync_slot(api, slot: str) -> dict:
+    """Adopt objects other programs put under an object-storage slot's root.
+
+    One flat scan of the slot's prefix; each object the catalog does not know becomes a
+    resource of the slot (read where it is, never rewritten). `watch` is the local-disk
+    counterpart; object storage has no change feed to follow.
+    """
+    from .sync import sync_slot as do_sync
+    if "service" not in dir(type(api)):
+        raise BadRequest("sync-slot works on the local data home: unset RESOURCES_API_URL "
+                         "and run it where $RESOURCES_HOME is")
+    return {"data": do_sync(api.service, api.workspace, slot), "meta": {}}
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class S3Backend(StorageBackend):
     family = "s3"
     conditional_publish = True
     can_presign = True
+    can_adopt = True
 
     def __init__(self, config: S3Config, tmp_dir: Path, spool_max: int = 10 * MiB,
                  pdf_spool_max: int = 50 * MiB) -> None:
@@ -142,6 +143,11 @@ class S3Backend(StorageBackend):
     # -- primitives ----------------------------------------------------------------------
     def open_write(self, key: str, max_bytes: int) -> "S3Writer":
         return S3Writer(self, key, max_bytes)
+
+    def adopt(self, key: str, max_bytes: int) -> "S3AdoptWriter":
+        """Take the object another program put at ``key`` as the blob (sync-slot): read
+        once to hash it and spool its head, never rewritten. FileNotFoundError if gone."""
+        return S3AdoptWriter(self, key, max_bytes)
 
     def open_read(self, key: str, start: int = 0, end: int | None = None,
                   chunk_size: int = 256 * 1024) -> Iterator[bytes]:
@@ -426,6 +432,45 @@ class S3Writer(BlobWriter):
             self._spool.close()          # releases the flock
         finally:
             _unlink_spool(self._spool_path)
+
+
+class S3AdoptWriter(S3Writer):
+    """An object already in the bucket, taken as it is: publish and abort leave it."""
+
+    def __init__(self, backend: S3Backend, key: str, max_bytes: int) -> None:
+        super().__init__(backend, key, max_bytes)
+        if self._prior_etag is None:
+            self._cleanup()
+            raise FileNotFoundError(key)
+        try:
+            # If-Match: the bytes hashed are exactly the version recorded (the ETag).
+            resp = backend.call("get_object", key, Key=self.object_key,
+                                IfMatch=f'"{self._prior_etag}"')
+            if int(resp["ContentLength"]) > max_bytes:
+                resp["Body"].close()
+                raise TooLarge(f"{key} is {int(resp['ContentLength']):,} bytes, over the "
+                               f"tier limit of {max_bytes:,}", limit=max_bytes)
+            for chunk in resp["Body"].iter_chunks(1024 * 1024):
+                self.size += len(chunk)
+                self._hash.update(chunk)
+                self._to_spool(chunk)
+        except BaseException:
+            self._done = True
+            self._cleanup()
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        raise TypeError("an adopted object takes no bytes")
+
+    def finish(self, durable: bool = True) -> None:
+        self._spool.flush()
+        self.sha256 = self._hash.hexdigest()
+        self._etag = self._prior_etag
+        self.staging_ref = _make_ref(self.key, None, self._etag, self._spool_path.name)
+
+    def publish(self, durable: bool = True) -> None:
+        self._done = True
+        self._cleanup()
 
 
 def _make_ref(key: str, upload: str | None, etag: str | None = None,
