@@ -2,6 +2,8 @@
 
     python -m bench.s3_stream SIZE_MIB      # starts its own SeaweedFS
 
+It also times 2 KB persists from 16 threads against bare boto3 PUTs.
+
 Each side runs in a fresh process that streams SIZE bytes from a generator (no body in
 memory) and reports seconds, MB/s and its peak RSS (VmHWM):
   - ``service``: a persist to a slot bound to an S3 connection (sha256, spool, conditional
@@ -88,6 +90,57 @@ print(json.dumps({{"seconds": secs, "size": {size}, "peak_mb": peak_mb()}}))
 """
 
 
+_SMALL_SERVICE = _COMMON + """
+from concurrent.futures import ThreadPoolExecutor
+from search_api.service import ResourceService
+from storage.config import Settings
+svc = ResourceService(Settings.from_env({home!r}), log=lambda m: None)
+svc.bind_slot("ws-bench", "small", "small", connection={connection!r})
+body = os.urandom(2048)
+def one(i):
+    svc.persist("ws-bench", {{"slot": "small", "path": f"c{{i % {clients}}}",
+                              "filename": f"{{i}}.bin"}}, body)
+t = time.perf_counter()
+with ThreadPoolExecutor({clients}) as pool:
+    list(pool.map(one, range({count})))
+secs = time.perf_counter() - t
+print(json.dumps({{"seconds": secs, "size": {count} * 2048, "per_s": {count} / secs,
+                  "peak_mb": peak_mb()}}))
+"""
+
+_SMALL_BARE = _COMMON + """
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+from botocore.config import Config
+c = boto3.client("s3", endpoint_url={endpoint!r}, region_name="us-east-1",
+                 config=Config(s3={{"addressing_style": "path"}}, max_pool_connections=32,
+                               request_checksum_calculation="when_required"))
+body = os.urandom(2048)
+def one(i):
+    c.put_object(Bucket={bucket!r}, Key=f"small-bare/{name}/{{i}}.bin", Body=body)
+t = time.perf_counter()
+with ThreadPoolExecutor({clients}) as pool:
+    list(pool.map(one, range({count})))
+secs = time.perf_counter() - t
+print(json.dumps({{"seconds": secs, "size": {count} * 2048, "per_s": {count} / secs,
+                  "peak_mb": peak_mb()}}))
+"""
+
+
+def measure_small(home: Path, endpoint: str, bucket: str, env: dict, count: int = 800,
+                  clients: int = 16) -> tuple[dict, dict, dict]:
+    """(bare PUTs, service persists to S3, service persists to local disk) of 2 KB
+    bodies from ``clients`` threads."""
+    bare = _run(_SMALL_BARE.format(repo=str(REPO), endpoint=endpoint, bucket=bucket,
+                                   count=count, clients=clients, name=uuid.uuid4().hex), env)
+    svc = _run(_SMALL_SERVICE.format(repo=str(REPO), home=str(home), count=count,
+                                     clients=clients, connection="s3"), env)
+    local = _run(_SMALL_SERVICE.format(repo=str(REPO), home=str(home) + "-local",
+                                       count=count, clients=clients,
+                                       connection="platform"), env)
+    return bare, svc, local
+
+
 def _run(code: str, env: dict | None = None) -> dict:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
                           capture_output=True, timeout=1800)
@@ -128,6 +181,13 @@ def main() -> None:
             for name, r in (("bare boto3", bare), ("service persist", svc)):
                 print(f"  {name:16} {r['mb_per_s']:7.1f} MB/s  peak RSS {r['peak_mb']:6.1f} MB")
             print(f"  ratio {svc['mb_per_s'] / bare['mb_per_s']:.0%} of bare client")
+            sbare, ssvc, slocal = measure_small(Path(tmp) / "home2", server.endpoint, server.bucket,
+                                        env)
+            print("2 KB persists from 16 threads (same run):")
+            print(f"  bare boto3 PUT   {sbare['per_s']:7.1f} /s")
+            print(f"  service persist  {ssvc['per_s']:7.1f} /s   "
+                  f"ratio {ssvc['per_s'] / sbare['per_s']:.0%}")
+            print(f"  same to local    {slocal['per_s']:7.1f} /s   (the service's own ceiling)")
     finally:
         server.stop()
 

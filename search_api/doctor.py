@@ -24,7 +24,6 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from storage.backend import StorageBackend

@@ -166,6 +166,15 @@ def test_extraction_reads_a_bounded_spool(s3svc: ResourceService) -> None:
     assert preview["kind"] == "pdf" and preview["error"] is None and preview["text"]
 
 
+def test_bulk_persist_to_an_s3_slot(s3svc: ResourceService) -> None:
+    items = [({"slot": "archive", "path": "bulk", "filename": f"{i}.txt"},
+              f"bulk item {i} capybara".encode()) for i in range(12)]
+    results = s3svc.persist_many(WS, items, group=5)
+    assert [r.resource.storage_backend for r in results] == ["s3"] * 12
+    assert s3svc.search(WS, "capybara", {"storage-backend": "s3"}).total == 12
+    assert_bucket_matches_catalog(s3svc)
+
+
 def test_tier_limit_mid_stream_aborts_the_upload(s3svc: ResourceService) -> None:
     s3svc.settings.tiers["retained"] = Tier("retained", 11 * MiB, 86_400)
     chunks = (os.urandom(MiB) for _ in range(20))
