@@ -139,8 +139,15 @@ class Lifecycle:
                             "row": r.to_row(), "text": t, "idempotency": None}),
                      self.now())).lastrowid) for w, r, t in items]
             fault("persist.before_publish")
-            for writer, _, _ in items:
-                writer.publish(durable=False)
+            try:
+                for writer, _, _ in items:
+                    writer.publish(durable=False)
+            except Conflict:
+                # Some of the group are published, one lost its condition, the rest are
+                # still staged: settle each intent from what the backend holds now (the
+                # same decisions as after a crash), so no record is missing or invented.
+                self.recover()
+                raise
             backend.sync_barrier()
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:

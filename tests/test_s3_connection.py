@@ -175,6 +175,19 @@ def test_bulk_persist_to_an_s3_slot(s3svc: ResourceService) -> None:
     assert_bucket_matches_catalog(s3svc)
 
 
+def test_bulk_persist_conflict_settles_every_item(s3svc: ResourceService) -> None:
+    same = {"slot": "archive", "filename": "twice.txt"}
+    items = [({"slot": "archive", "filename": "a.txt"}, b"first"), (same, b"one"),
+             (same, b"two"), ({"slot": "archive", "filename": "z.txt"}, b"after")]
+    with pytest.raises(VersionConflict):
+        s3svc.persist_many(WS, items)
+    names = sorted(r.filename for r in s3svc.catalog.iter_resources())
+    assert names == ["a.txt", "twice.txt"]       # published before the conflict: kept
+    (twice,) = [r for r in s3svc.catalog.iter_resources() if r.filename == "twice.txt"]
+    assert b"".join(s3svc.read(WS, twice.uri)[3]) == b"one"
+    assert_bucket_matches_catalog(s3svc)
+
+
 def test_tier_limit_mid_stream_aborts_the_upload(s3svc: ResourceService) -> None:
     s3svc.settings.tiers["retained"] = Tier("retained", 11 * MiB, 86_400)
     chunks = (os.urandom(MiB) for _ in range(20))
