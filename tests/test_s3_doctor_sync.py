@@ -100,3 +100,16 @@ def test_doctor_reports_and_repairs_s3_leftovers(home: Path) -> None:
             [f"workspaces__{WS}__persist__stray.bin"]
     finally:
         svc.close()
+
+
+def test_watch_says_it_follows_local_folders_only(home: Path) -> None:
+    from indexer.watch import SlotWatcher
+    svc = ResourceService(Settings.from_env(home), log=lambda m: None)
+    try:
+        said: list[str] = []
+        watcher = SlotWatcher(svc, log=said.append)
+        assert watcher.roots() == [] and watcher.roots() == []     # nothing to follow
+        assert len(said) == 1                                       # told once per slot
+        assert "'archive'" in said[0] and "sync-slot archive" in said[0]
+    finally:
+        svc.close()
