@@ -106,6 +106,7 @@ class SlotWatcher:
         #: Set once the watcher is live and the first scan is done (tests wait on it).
         self.ready = threading.Event()
         self._default_filter = DefaultFilter()
+        self._told: set[tuple[str, str]] = set()
 
     # -- which folders -------------------------------------------------------------------
     def roots(self) -> list[WatchedRoot]:
@@ -113,6 +114,12 @@ class SlotWatcher:
         for slot in self.service.catalog.list_slots():
             if slot.connection == CONNECTION:
                 grouped.setdefault((slot.workspace, slot.root), []).append(slot.name)
+            elif (slot.workspace, slot.name) not in self._told:
+                # Object storage has no change feed to follow: say so once per slot.
+                self._told.add((slot.workspace, slot.name))
+                self.log(f"watch: slot {slot.name!r} ({slot.workspace}) is on connection "
+                         f"{slot.connection!r}; watch follows local folders only, use "
+                         f"`resources sync-slot {slot.name}`")
         out = []
         for (ws, root), names in sorted(grouped.items()):
             key_prefix = "/".join(["workspaces", ws, "storage", root])

@@ -12,6 +12,10 @@ Kinds of inconsistency (each with a count):
                      index document absent, without record, or older than the record
                      (re-indexed from the catalog on repair)
   expired-present    past expires-at but not yet swept (gc'd on repair)
+  connection-unavailable
+                     an object store that did not answer (nothing repaired there)
+Orphans and leftovers on a connection other than ``platform`` are named
+``<connection>:<key>``; their quarantine is the connection's ``_quarantine/`` prefix.
 Repairs never destroy bytes: suspect blobs go to <home>/quarantine/.
 """
 from __future__ import annotations
@@ -20,16 +24,16 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from storage.errors import InvalidPath
+from storage.backend import StorageBackend
+from storage.errors import InvalidPath, Unavailable
 
 from .service import ResourceService
 
 KINDS = ("catalog-damaged", "pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
          "sha256-mismatch", "orphan-blob", "index-missing", "index-extra", "index-stale",
-         "expired-present")
+         "expired-present", "connection-unavailable")
 
 
 @dataclass
@@ -39,11 +43,13 @@ class Problem:
     detail: str = ""
 
 
-def _sha256(path: Path) -> str:
+def _sha256(backend: StorageBackend, key: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
+    try:
+        for chunk in backend.open_read(key, chunk_size=1024 * 1024):
             h.update(chunk)
+    except FileNotFoundError:
+        return ""
     return h.hexdigest()
 
 
@@ -58,37 +64,52 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
         if kind == "gc":
             continue          # a sweep in progress (or finished at next start)
         problems.append(Problem("pending-operation", f"intent {intent_id}", kind))
-    for backend in svc.backends.values():
-        for ref, _ in backend.list_staging():
-            problems.append(Problem("temp-leftover", ref))
+    down: dict[str, str] = {}         # connections that did not answer, and why
+    for conn, backend in svc.backends.items():
+        try:
+            for ref, _ in backend.list_staging():
+                problems.append(Problem("temp-leftover", _subject(conn, ref)))
+        except Unavailable as exc:
+            down[conn] = exc.message
     svc.index.try_sync()          # the normal catch-up is not a problem
-    platform = svc.backends["platform"]
-    owned: set[str] = set()
+    owned: set[tuple[str, str]] = set()
     seqs: dict[str, int] = {}
     now = svc.now()
     for res in svc.catalog.iter_resources():
-        owned.add(res.path)
+        owned.add((res.connection, res.path))
         seqs[res.id] = res.seq
         if res.expires_at is not None and res.expires_at <= now:
             problems.append(Problem("expired-present", res.uri))
         backend = svc.backends.get(res.connection)
-        if backend is None:
+        if backend is None or res.connection in down:
             continue
         try:
             stat = backend.stat(res.path)
+            sha_ok = not verify_bytes or stat.size != res.size or \
+                _sha256(backend, res.path) == res.sha256
         except (FileNotFoundError, InvalidPath):
             # A blob reached only through a symbolic link is not a blob of ours.
             problems.append(Problem("missing-blob", res.uri, res.path))
             continue
+        except Unavailable as exc:
+            down[res.connection] = exc.message
+            continue
         if stat.size != res.size:
             problems.append(Problem("size-mismatch", res.uri,
                                     f"record {res.size} bytes, blob {stat.size} bytes"))
-        elif verify_bytes and hasattr(backend, "path_for") and \
-                _sha256(backend.path_for(res.path)) != res.sha256:
+        elif not sha_ok:
             problems.append(Problem("sha256-mismatch", res.uri, res.path))
-    for blob in platform.list("workspaces"):
-        if blob.key not in owned:
-            problems.append(Problem("orphan-blob", blob.key, f"{blob.size} bytes"))
+    for conn, store in svc.backends.items():
+        if conn in down:
+            continue
+        try:
+            for blob in store.list("workspaces"):
+                if (conn, blob.key) not in owned:
+                    problems.append(Problem("orphan-blob", _subject(conn, blob.key),
+                                            f"{blob.size} bytes"))
+        except Unavailable as exc:
+            down[conn] = exc.message
+    problems.extend(Problem("connection-unavailable", conn, why) for conn, why in down.items())
     indexed = dict(svc.index.doc_ids())
     for id_, seq in seqs.items():
         if id_ not in indexed:
@@ -101,7 +122,35 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     return problems
 
 
-def _quarantine(svc: ResourceService, key: str) -> str:
+def _subject(connection: str, key: str) -> str:
+    """Orphans on other connections are named ``<connection>:<key>``."""
+    return key if connection == "platform" else f"{connection}:{key}"
+
+
+def _location(subject: str) -> tuple[str, str]:
+    head, sep, rest = subject.partition(":")
+    if sep and "/" not in head:
+        return head, rest
+    return "platform", subject
+
+
+def _quarantine(svc: ResourceService, key: str, connection: str = "platform") -> str:
+    if connection != "platform":
+        # Object storage: a copy under _quarantine/ (outside workspaces/, so neither
+        # doctor nor sync-slot sees it again), then the original goes.
+        backend = svc.backends[connection]
+        dest = f"_quarantine/{int(time.time())}-{key.replace('/', '__')}"
+        writer = backend.open_write(dest, 1 << 62)
+        try:
+            for chunk in backend.open_read(key, chunk_size=1024 * 1024):
+                writer.write(chunk)
+            writer.finish()
+            writer.publish()
+        except BaseException:
+            writer.abort()
+            raise
+        backend.delete(key)
+        return f"{connection}:{dest}"
     platform = svc.backends["platform"]
     if not key.startswith("workspaces/"):
         # Only blobs are ever moved: never the catalog, its WAL, the index or the secret.
@@ -114,14 +163,17 @@ def _quarantine(svc: ResourceService, key: str) -> str:
     return str(dest)
 
 
-def _slot_for(svc: ResourceService, key: str) -> tuple[str, Any, str] | None:
-    """(workspace, slot, path under root) when key sits in a bound platform slot folder."""
+def _slot_for(svc: ResourceService, key: str, connection: str = "platform"
+              ) -> tuple[str, Any, str] | None:
+    """(workspace, slot, path under root) when key sits in a bound slot folder of a
+    connection that can adopt files."""
     parts = key.split("/")
     if len(parts) < 5 or parts[0] != "workspaces" or parts[2] != "storage":
         return None
     ws, rest = parts[1], "/".join(parts[3:])
     for slot in svc.catalog.list_slots(ws):
-        if slot.connection == "platform" and rest.startswith(slot.root + "/"):
+        if slot.connection == connection and svc.backends[connection].can_adopt and \
+                rest.startswith(slot.root + "/"):
             return ws, slot, rest[len(slot.root) + 1:]
     return None
 
@@ -144,7 +196,8 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
                     continue
                 action = "record removed (blob gone)"
                 if kind != "missing-blob":
-                    action = f"blob quarantined at {_quarantine(svc, res.path)}; record removed"
+                    action = (f"blob quarantined at "
+                              f"{_quarantine(svc, res.path, res.connection)}; record removed")
                 svc.lifecycle.delete([res])
                 fixed.append({**asdict(p), "action": action})
             except Exception as exc:  # noqa: BLE001 - report and go on
@@ -153,11 +206,17 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
         try:
             # Recovery above may have settled it (a rolled-forward persist now owns the
             # blob, a finished delete removed it): never quarantine a now-owned blob.
-            if not svc.backends["platform"].path_for(p.subject).exists() or \
-                    svc.catalog.by_location(svc.catalog.conn, "platform", p.subject) is not None:
+            conn, key = _location(p.subject)
+            backend = svc.backends[conn]
+            try:
+                backend.stat(key)
+                gone = False
+            except FileNotFoundError:
+                gone = True
+            if gone or svc.catalog.by_location(svc.catalog.conn, conn, key) is not None:
                 fixed.append({**asdict(p), "action": "settled by recovery"})
                 continue
-            placed = _slot_for(svc, p.subject)
+            placed = _slot_for(svc, key, conn)
             if placed is not None:
                 ws, slot, under = placed
                 folder, _, leaf = under.rpartition("/")
@@ -165,7 +224,8 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
                                      "filename": leaf}).resource
                 fixed.append({**asdict(p), "action": f"registered as {res.uri}"})
             else:
-                fixed.append({**asdict(p), "action": f"quarantined at {_quarantine(svc, p.subject)}"})
+                fixed.append({**asdict(p),
+                              "action": f"quarantined at {_quarantine(svc, key, conn)}"})
         except Exception as exc:  # noqa: BLE001
             unfixed.append({**asdict(p), "reason": str(exc)})
     index_ids = [p.subject for k in ("index-missing", "index-extra", "index-stale")

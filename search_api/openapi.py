@@ -104,6 +104,12 @@ def document(server_url: str = "") -> dict[str, Any]:
     }
     binary = {"description": "The bytes", "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
+    # An object-storage resource can be fetched from the store itself (docs/s3.md).
+    redirect = {"name": "redirect", "in": "query", "required": False,
+                "description": "presigned: 307 to a short-lived presigned GET of the object "
+                               "(S3 connections; other backends answer with the bytes)",
+                "schema": {"type": "string", "enum": ["presigned"]}}
+    presigned = {"description": "Redirect to a presigned GET of the object"}
     paths: dict[str, Any] = {
         "/healthz": {"get": {"summary": "Liveness: the process answers (details with a "
                                         "service.admin key)", "responses": {
@@ -146,8 +152,9 @@ def document(server_url: str = "") -> dict[str, Any]:
                                      "no remote assets)", "responses": {
             "200": {"description": "HTML", "content": {"text/html": {"schema": _STR}}}}}},
         "/signed/{token}": {"get": {"summary": "Content through a signed link (no key)",
-                                    "parameters": [_p("token", "Signed token")],
+                                    "parameters": [_p("token", "Signed token"), redirect],
                                     "responses": {"200": binary, "206": binary,
+                                                  "307": presigned,
                                                   "403": _err("Tampered or expired"),
                                                   "404": _err("Gone")}}},
         "/v1/{ws}/resources": {
@@ -183,8 +190,9 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/v1/{ws}/resources/content": {"get": {
             "summary": "The bytes (Range, ETag, If-None-Match)", "security": SECURED,
             "parameters": [WS, URI, {"name": "Range", "in": "header", "schema": _STR},
-                           {"name": "If-None-Match", "in": "header", "schema": _STR}],
+                           {"name": "If-None-Match", "in": "header", "schema": _STR}, redirect],
             "responses": {"200": binary, "206": binary, "304": {"description": "Not modified"},
+                          "307": presigned,
                           "416": _err("Range not satisfiable"), **ERRORS}}},
         "/v1/{ws}/resources/url": {"get": {
             "summary": "A signed link", "security": SECURED,

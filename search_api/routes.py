@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from indexer.filterspec import FILTER_NAMES, LIST_PARAMS, SEARCH_PARAMS, check_known
@@ -172,6 +172,8 @@ async def delete_by_uri(request: Request) -> Response:
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: Life of an object store's presigned GET behind ``redirect=presigned``.
+PRESIGNED_TTL_SECONDS = 300
 
 
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
@@ -191,6 +193,14 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
 def content_response(request: Request, service: ResourceService, workspace: str,
                      uri: str) -> Response:
     res = service.get(workspace, uri)
+    if request.query_params.get("redirect") == "presigned":
+        # Large downloads need not flow through us: the object store serves them.
+        # Backends without presigned URLs (local disk) just answer with the bytes.
+        backend = service.backends.get(res.connection)
+        if backend is not None and backend.can_presign and res.size > 0:
+            url = backend.presigned_get(res.path, PRESIGNED_TTL_SECONDS, res.filename,
+                                        res.content_type)
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     etag = f'"{res.sha256}"'
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or any(t.strip().strip('"').removeprefix('W/"') == res.sha256

@@ -34,7 +34,7 @@ from storage.layout import (check_key_length, check_root, check_slot_name, check
                             optional_segments, render, slotted_key, split_segments,
                             unslotted_key)
 from storage.lifecycle import CommitLock, Lifecycle
-from storage.local import LocalBackend
+from storage.connections import build_backends
 from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
                              parse_uri)
 from storage.kv import KvEntry, KvStore, find_uris
@@ -130,9 +130,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         self._batch_depth = 0
         self._batch_lock = threading.Lock()
         self.catalog = Catalog(settings.catalog_path)
-        self.backends: dict[str, StorageBackend] = {
-            "platform": LocalBackend(settings.home, settings.tmp_dir),
-        }
+        self.backends: dict[str, StorageBackend] = build_backends(settings)
         self.lifecycle = Lifecycle(self.catalog, self.backends,
                                    CommitLock(settings.home / "locks" / "commit.lock"),
                                    self.now, self.log)
@@ -215,7 +213,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         check_key_length(key)
         backend = self.backends[connection]
         if adopt:
-            if slot is None or not hasattr(backend, "adopt"):
+            if slot is None or not backend.can_adopt:
                 raise InvalidSpec("only a file in a slot folder of a local connection can be adopted")
             try:
                 writer = backend.adopt(key, tier.max_bytes)

@@ -4,10 +4,19 @@ A write is staged, then published: ``open_write`` streams into a staging area wh
 hashing, ``finish`` makes the staged bytes durable, ``publish`` puts them at their key
 atomically. The pipeline records its intent between the two (crash safety), and the
 indexer reads the staged bytes before they become visible.
+
+Primitives every backend implements: put a stream (``open_write``), get a range
+(``open_read``), ``stat``, ``delete``, flat ``list``, and the staging bookkeeping that
+recovery needs. Optional abilities are *declared* as class attributes (``can_adopt``,
+``local_paths``), never probed with ``hasattr``: a backend states what it does.
+``local_copy`` is derived from the primitives for code that needs a real file.
 """
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -17,6 +26,8 @@ class BlobStat:
     key: str
     size: int
     mtime: float
+    #: The object store's entity tag, where the backend has one (S3); else None.
+    etag: str | None = None
 
 
 class BlobWriter(abc.ABC):
@@ -53,7 +64,53 @@ class BlobWriter(abc.ABC):
 
 
 class StorageBackend(abc.ABC):
+    #: The ``storage-backend`` value of records on this backend (platform, s3).
     family: str
+    #: ``adopt(key, max_bytes)`` registers bytes another program put at a key (watch).
+    can_adopt: bool = False
+    #: ``path_for(key)`` is a real local file path of a blob.
+    local_paths: bool = False
+    #: ``publish`` succeeds only if the key still holds what it held when the write
+    #: began (else VersionConflict); without it the last publisher wins.
+    conditional_publish: bool = False
+    #: ``presigned_get`` hands out a short-lived URL the client fetches directly.
+    can_presign: bool = False
+
+    def presigned_get(self, key: str, ttl: int, filename: str | None = None,
+                      content_type: str | None = None) -> str:
+        raise NotImplementedError(f"the {self.family} backend has no presigned URLs")
+
+    def adopt(self, key: str, max_bytes: int) -> BlobWriter:
+        raise NotImplementedError(f"the {self.family} backend cannot adopt files")
+
+    def describe(self) -> str:
+        """Where the blobs are, for messages and doctor (never with credentials)."""
+        return self.family
+
+    def holds(self, staging_ref: str, key: str) -> bool:
+        """Recovery's question after a crash between intent and record: does ``key``
+        hold what the staged write ``staging_ref`` would have published? A backend
+        whose publish is a rename can only tell that something is there."""
+        try:
+            self.stat(key)
+            return True
+        except FileNotFoundError:
+            return False
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str, max_bytes: int | None = None) -> Iterator[str]:
+        """A local file with the blob's bytes (at most ``max_bytes``) for code that
+        needs a real file (PDF extraction). The file is removed afterwards."""
+        end = None if max_bytes is None else max_bytes - 1
+        fd, path = tempfile.mkstemp(prefix="blob-", suffix=".copy")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if end is None or end >= 0:
+                    for chunk in self.open_read(key, 0, end):
+                        fh.write(chunk)
+            yield path
+        finally:
+            os.unlink(path)
 
     @abc.abstractmethod
     def open_write(self, key: str, max_bytes: int) -> BlobWriter: ...

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping
 
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
-from .errors import Conflict, from_os_error
+from .errors import Conflict, Unavailable, from_os_error
 from .events import emit
 from .faults import fault
 from .records import Resource
@@ -101,6 +101,12 @@ class Lifecycle:
                 writer.publish()
             except OSError as exc:
                 self._refused(writer, intent, exc, res.path)
+            except Conflict:
+                # A lost publish condition (S3: another writer got there first) means
+                # nothing was published: the intent must not be rolled forward later.
+                with self.catalog.transaction() as conn:
+                    self.catalog.drop_intent(conn, intent)
+                raise
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
                 res.seq = self.catalog.next_seq(conn)
@@ -147,16 +153,23 @@ class Lifecycle:
                      self.now())).lastrowid) for w, r, t in items]
             fault("persist.before_publish")
             failed: dict[int, BaseException] = {}
-            for i, (writer, res, _) in enumerate(items):
-                try:
-                    writer.publish(durable=False)
-                except OSError as exc:
-                    # One refused item (a collision inside the batch) must not strand
-                    # the others' intents: they are committed, this one rolled back.
+            try:
+                for i, (writer, res, _) in enumerate(items):
                     try:
-                        self._refused(writer, intents[i], exc, res.path)
-                    except Exception as typed:       # noqa: BLE001 - re-raised below
-                        failed[i] = typed
+                        writer.publish(durable=False)
+                    except OSError as exc:
+                        # One refused item (a collision inside the batch) must not strand
+                        # the others' intents: they are committed, this one rolled back.
+                        try:
+                            self._refused(writer, intents[i], exc, res.path)
+                        except Exception as typed:       # noqa: BLE001 - re-raised below
+                            failed[i] = typed
+            except Conflict:
+                # Some of the group are published, one lost its condition, the rest are
+                # still staged: settle each intent from what the backend holds now (the
+                # same decisions as after a crash), so no record is missing or invented.
+                self.recover()
+                raise
             backend.sync_barrier()
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
@@ -220,6 +233,10 @@ class Lifecycle:
             for intent_id, kind, payload in self.catalog.intents():
                 try:
                     outcome = self._recover_one(intent_id, kind, payload)
+                except Unavailable as exc:
+                    # Decided when the connection is back (next start or doctor --repair).
+                    self.log(f"recovery: intent {intent_id} left for later: {exc}")
+                    continue
                 except Exception as exc:      # noqa: BLE001 - one bad intent, not a crash
                     self._quarantine_intent(intent_id, kind, payload, exc)
                     outcome = "quarantined"
@@ -228,8 +245,8 @@ class Lifecycle:
             for backend in self.backends.values():
                 try:
                     staged = list(backend.list_staging())
-                except OSError as exc:
-                    self.log(f"recovery: cannot list staged writes: {exc}")
+                except (OSError, Unavailable) as exc:
+                    self.log(f"recovery: staged writes of {backend.describe()} left: {exc}")
                     continue
                 for ref, _mtime in staged:
                     backend.discard_staging(ref)
@@ -249,13 +266,15 @@ class Lifecycle:
                     self.catalog.drop_intent(conn, intent_id)
                 return "rolled_back"
             res = Resource.from_row(payload["row"])
-            try:
-                blob = backend.stat(res.path)
-            except FileNotFoundError:
-                blob = None
-            # Only the very bytes the intent promised are rolled forward: a folder, a
-            # link or a file of another size at the key is not this persist's blob.
-            exists = blob is not None and blob.size == res.size
+            # What the backend really holds decides: on S3 the object's ETag must be the
+            # one the staged write would have produced, not another writer's; locally a
+            # folder, a link or a file of another size is not this persist's blob.
+            exists = backend.holds(payload["staging"], res.path)
+            if exists:
+                try:
+                    exists = backend.stat(res.path).size == res.size
+                except FileNotFoundError:
+                    exists = False
             outcome = None
             with self.catalog.transaction() as conn:
                 current = self.catalog.get(res.id, conn)
@@ -271,6 +290,7 @@ class Lifecycle:
                                                      res.id, self.now())
                     outcome = "rolled_forward"
                 self.catalog.drop_intent(conn, intent_id)
+            backend.discard_staging(payload["staging"])   # S3: the spool file, if left
             return outcome
         if kind == "delete":
             with self.catalog.transaction() as conn:

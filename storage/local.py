@@ -6,6 +6,7 @@ at a time. Keys are resolved and checked so that nothing escapes the root.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -213,6 +214,8 @@ class AdoptWriter(BlobWriter):
 
 class LocalBackend(StorageBackend):
     family = "platform"
+    can_adopt = True
+    local_paths = True
 
     def __init__(self, root: Path, tmp_dir: Path) -> None:
         self.root = root.resolve()
@@ -271,6 +274,14 @@ class LocalBackend(StorageBackend):
         """Take the file already at ``key`` as the blob (watch: files other programs
         wrote into a slot folder). FileNotFoundError if it is gone."""
         return AdoptWriter(self, key, max_bytes)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str, max_bytes: int | None = None) -> Iterator[str]:
+        """The blob's own file: nothing to copy on local disk."""
+        path = self.path_for(key)
+        if not path.exists():
+            raise FileNotFoundError(key)
+        yield str(path)
 
     def open_read(self, key: str, start: int = 0, end: int | None = None,
                   chunk_size: int = 256 * 1024) -> Iterator[bytes]:

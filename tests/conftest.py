@@ -44,6 +44,8 @@ def files_under(root: Path) -> set[str]:
 # A real `resources serve` shared by the HTTP API tests (tests/server.py); defined here so
 # that every module gets the same session-scoped server, not one each.
 from server import api_server  # noqa: E402,F401
+# A real SeaweedFS for the S3 connection tests (tests/s3_server.py), one per session.
+from s3_server import seaweedfs  # noqa: E402,F401
 
 
 T0 = 1_800_000_000.0

@@ -215,4 +215,22 @@ def completion(shell: str) -> None:
     click.echo(cls(main, {}, "resources", "_RESOURCES_COMPLETE").source())
 
 
-COMMANDS = (serve, gc, doctor, reindex, watch, completion)
+@click.command(name="sync-slot")
+@click.argument("slot")
+@format_option
+@run
+def sync_slot(api, slot: str) -> dict:
+    """Adopt objects other programs put under an object-storage slot's root.
+
+    One flat scan of the slot's prefix; each object the catalog does not know becomes a
+    resource of the slot (read where it is, never rewritten). `watch` is the local-disk
+    counterpart; object storage has no change feed to follow.
+    """
+    from ..sync import sync_slot as do_sync
+    if "service" not in dir(type(api)):
+        raise BadRequest("sync-slot works on the local data home: unset RESOURCES_API_URL "
+                         "and run it where $RESOURCES_HOME is")
+    return {"data": do_sync(api.service, api.workspace, slot), "meta": {}}
+
+
+COMMANDS = (serve, gc, doctor, reindex, watch, sync_slot, completion)

@@ -51,7 +51,8 @@ def _module_graph() -> dict[str, set[str]]:
                         mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
                     else:
                         mod = node.module or ""
-                    deps.add(mod)
+                    if node.module:          # `from . import x` loads only x, not the package
+                        deps.add(mod)
                     deps.update(f"{mod}.{a.name}" for a in node.names)
                 elif isinstance(node, ast.Import):
                     deps.update(a.name for a in node.names)
