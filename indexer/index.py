@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import tantivy
 
@@ -33,11 +33,14 @@ from storage.catalog import Catalog
 from storage.errors import IndexBusy
 from storage.faults import fault
 
+from .facets import DEFAULT_FACET_SIZE, aggregation_request, read_aggregation
 from .query import Filters, filter_clauses
 from .schema import SCHEMA_VERSION, SNIPPET_FIELDS, build_schema, make_document
 
 VERSION_FILE = "SCHEMA_VERSION"
 WRITER_HEAP = 50_000_000
+#: Totals are exact up to here; beyond, ``gte`` unless the caller asks for exact.
+TOTAL_THRESHOLD = 10_000
 
 
 @dataclass
@@ -51,10 +54,15 @@ class Hit:
 @dataclass
 class HitPage:
     hits: list[Hit]
-    total: int
+    total: int               # exact, or a lower bound when relation == "gte"
+    relation: str = "eq"     # "eq" | "gte"
+    more: bool = False       # a next page exists (from one extra hit, not the total)
 
 
 class SearchIndex:
+    #: Exact totals up to here (an attribute so tests can lower it on a real index).
+    total_threshold: int = TOTAL_THRESHOLD
+
     def __init__(self, link: Path, catalog: Catalog, lock_wait: float = 30.0,
                  log: Callable[[str], None] | None = None) -> None:
         self.link = link
@@ -235,46 +243,81 @@ class SearchIndex:
     def searcher(self) -> tantivy.Searcher:
         return self._current().searcher()
 
+    def query(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
+              now: int) -> tantivy.Query:
+        """The one boolean query of a search: the words (scored) AND every filter.
+
+        Filters are flat Must clauses, each wrapped in a zero const-score so BM25 sees
+        only the words, and expiry is a MustNot of the *expired* range: nearly nothing
+        is expired, so excluding it costs a skip per candidate instead of intersecting
+        with a live range that holds almost every document (bench/tenancy.py).
+        """
+        must, must_not = filter_clauses(self.schema, workspace, filters, now)
+        clauses = [(tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0)) for q in must]
+        if text_query is not None:
+            clauses.insert(0, (tantivy.Occur.Must, text_query))
+        clauses += [(tantivy.Occur.MustNot, q) for q in must_not]
+        return tantivy.Query.boolean_query(clauses)
+
     def search(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, limit: int, offset: int = 0, before_seq: int | None = None,
-               snippets: bool = True) -> HitPage:
+               snippets: bool = True, exact_total: bool = True) -> HitPage:
+        """One page of hits, ``more`` when a next page exists, and the total.
+
+        The total is exact up to TOTAL_THRESHOLD; beyond it, unless ``exact_total``, it
+        is reported as TOTAL_THRESHOLD with relation ``gte`` (Elasticsearch's
+        ``track_total_hits``). tantivy-py wraps every search in a MultiCollector, so
+        top-k never prunes and the count in the same pass is nearly free; what the
+        threshold saves today is the second counting pass of later browse pages.
+        """
         index = self._current()
-        clauses = filter_clauses(self.schema, workspace, filters, now)
-        if text_query is not None:
-            clauses = [(tantivy.Occur.Must, text_query),
-                       (tantivy.Occur.Must, tantivy.Query.const_score_query(
-                           tantivy.Query.boolean_query(clauses), 0.0))]
-        query = tantivy.Query.boolean_query(clauses)
+        query = self.query(workspace, text_query, filters, now)
         searcher = index.searcher()
+        fetch = limit + 1      # one extra hit says whether a next page exists
         if text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts). The
-            # first page gets its total from the same pass; later pages need a second
-            # count of the whole set, since their query is narrowed to older entries.
+            # first page gets its total from the same pass; later pages are narrowed
+            # to older entries, so their count is only a lower bound of the total.
             if before_seq is None:
-                result = searcher.search(query, limit, count=True, order_by_field="seq",
+                result = searcher.search(query, fetch, count=True, order_by_field="seq",
                                          order=tantivy.Order.Desc)
                 total = result.count
             else:
-                total = searcher.search(query, 1, count=True).count   # limit 0 panics
-                query = tantivy.Query.boolean_query([
+                narrowed = tantivy.Query.boolean_query([
                     (tantivy.Occur.Must, query),
                     (tantivy.Occur.Must, tantivy.Query.range_query(
                         self.schema, "seq", tantivy.FieldType.Integer, 0, before_seq - 1))])
-                result = searcher.search(query, limit, count=False, order_by_field="seq",
+                result = searcher.search(narrowed, fetch, count=True, order_by_field="seq",
                                          order=tantivy.Order.Desc)
+                total = result.count
+                if exact_total or total <= self.total_threshold:
+                    total = searcher.search(query, 1, count=True).count   # limit 0 panics
         else:
-            result = searcher.search(query, limit, count=True, offset=offset)
+            result = searcher.search(query, fetch, count=True, offset=offset)
             total = result.count
+        total = int(total or 0)
+        relation = "eq"
+        if not exact_total and total > self.total_threshold:
+            total, relation = self.total_threshold, "gte"
         hits = []
         generators: dict[str, tantivy.SnippetGenerator] = {}
-        for score, address in result.hits:
+        for score, address in result.hits[:limit]:
             doc = searcher.doc(address)
             snippet = ""
             if snippets and text_query is not None:
                 snippet = self._snippet(searcher, text_query, doc, generators)
             hits.append(Hit(doc["id"][0], float(score) if text_query is not None else 0.0,
                             int(doc["seq"][0]), snippet))
-        return HitPage(hits, int(total or 0))
+        return HitPage(hits, total, relation, len(result.hits) > limit)
+
+    def facets(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
+               now: int, names: list[str], size: int = DEFAULT_FACET_SIZE) -> dict[str, Any]:
+        """Counts per value of each facet for the same query as ``search``, in one pass."""
+        if not names:
+            return {}
+        query = self.query(workspace, text_query, filters, now)
+        result = self._current().searcher().aggregate(query, aggregation_request(size, names))
+        return read_aggregation(result, names, size)
 
     def _snippet(self, searcher, query, doc, generators: dict) -> str:
         for name in SNIPPET_FIELDS:

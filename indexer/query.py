@@ -105,6 +105,20 @@ def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIM
     return limit
 
 
+def parse_flag(value: Any, name: str) -> bool:
+    """A boolean option from a query parameter, CLI flag or Python value."""
+    if value in (None, "", False):
+        return False
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidSpec(f"{name} must be true or false, not {value!r}")
+
+
 # -- cursors -----------------------------------------------------------------------------
 def encode_cursor(kind: str, value: int, fingerprint: str) -> str:
     raw = json.dumps({"k": kind, "v": value, "f": fingerprint}, separators=(",", ":"))
@@ -196,10 +210,15 @@ def _any_of(schema: tantivy.Schema, name: str, values: list[str]) -> tantivy.Que
         [(tantivy.Occur.Should, _term(schema, name, v)) for v in values])
 
 
-def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int) -> list:
-    must = [_term(schema, "workspace", workspace),
-            tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer,
-                                      now + 1, 2**63 - 1)]
+def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int
+                   ) -> tuple[list[tantivy.Query], list[tantivy.Query]]:
+    """(clauses a document must match, clauses it must not match) for the filters.
+
+    Expiry is a must-not of the expired range (see schema.py: it is answered from the
+    term dictionary, and only unswept expired documents are in it)."""
+    must = [_term(schema, "workspace", workspace)]
+    must_not = [tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer,
+                                          0, now)]
     types = sorted(set(f.types))
     sources = sorted(set(f.content_sources))
     if types:
@@ -228,10 +247,9 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int)
             alts.append(_term(schema, "content_major", major) if minor == "*"
                         else _term(schema, "content_type", pattern.lower()))
         must.append(tantivy.Query.boolean_query([(tantivy.Occur.Should, a) for a in alts]))
-    clauses = [(tantivy.Occur.Must, q) for q in must]
     if f.exclude_tier:
-        clauses.append((tantivy.Occur.MustNot, _term(schema, "tier", f.exclude_tier)))
-    return clauses
+        must_not.append(_term(schema, "tier", f.exclude_tier))
+    return must, must_not
 
 
 def fingerprint(workspace: str, q: str, f: Filters, mode: str, order: str) -> str:

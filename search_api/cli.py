@@ -56,6 +56,12 @@ def filter_options(f: Callable) -> Callable:
         f = click.option(flag, key.replace("-", "_"), default=None,
                          help=f"Filter: {key} (see CONTRACT).")(f)
     f = click.option("--tag", "tag", multiple=True, help="Filter: has this tag (repeatable).")(f)
+    f = click.option("--facets", "facets", default=None,
+                     help="Counts per value in meta.facets: comma list of type, tier, "
+                          "storage-root, slot, content-major, tag, workflow-id, or all.")(f)
+    f = click.option("--exact-total", "exact_total", is_flag=True, default=False,
+                     help="Count every match (else past 10,000 meta.total is a lower "
+                          "bound, meta.total-relation gte).")(f)
     f = click.option("--limit", default=None, help="Page size (default 20, max 100).")(f)
     f = click.option("--cursor", default=None, help="meta.next-cursor of the previous page.")(f)
     return f
@@ -64,6 +70,9 @@ def filter_options(f: Callable) -> Callable:
 def collect_filters(kwargs: dict) -> dict:
     params = {key: kwargs.pop(key.replace("-", "_")) for _, key in FILTER_OPTIONS}
     params["tag"] = list(kwargs.pop("tag") or [])
+    # Search options travel with the filters (HTTP query parameters of the same name).
+    params["exact-total"] = "true" if kwargs.pop("exact_total", False) else None
+    params["facets"] = kwargs.pop("facets", None)
     return {k: v for k, v in params.items() if v not in (None, [], "")}
 
 

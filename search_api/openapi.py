@@ -32,6 +32,13 @@ FILTERS = [
     _q("step", "Step id"),
     _q("limit", "Page size 1..100 (default 20)", schema={"type": "integer", "minimum": 1, "maximum": 100}),
     _q("cursor", "meta.next-cursor of the previous page"),
+    _q("exact-total", "Count every match: without it meta.total is exact up to 10,000 and "
+       "beyond that 10,000 with meta.total-relation gte (a lower bound)",
+       schema={"type": "boolean", "default": False}),
+    _q("facets", "Comma list of type, tier, storage-root, slot, content-major, tag, "
+       "workflow-id (or all): counts per value in meta.facets, one pass"),
+    _q("facet-size", "Values per facet, 1..200 (default 20)",
+       schema={"type": "integer", "minimum": 1, "maximum": 200}),
 ]
 
 
@@ -77,8 +84,20 @@ def document(server_url: str = "") -> dict[str, Any]:
             "data": {"type": "object", "properties": {"items": {
                 "type": "array", "items": {"$ref": "#/components/schemas/SearchItem"}}}},
             "meta": {"type": "object", "properties": {
-                "total": {"type": "integer"}, "count": {"type": "integer"},
-                "limit": {"type": "integer"}, "next-cursor": _NSTR}}}},
+                "total": {"type": "integer"},
+                "total-relation": {"type": "string", "enum": ["eq", "gte"],
+                                   "description": "gte: total is a lower bound"},
+                "count": {"type": "integer"},
+                "limit": {"type": "integer"}, "next-cursor": _NSTR,
+                "facets": {"type": "object", "description": "Per facet asked: buckets "
+                           "[{value, count}] by count, missing (no value), other (left "
+                           "out past facet-size), exact",
+                           "additionalProperties": {"$ref": "#/components/schemas/Facet"}}}}}},
+        "Facet": {"type": "object", "properties": {
+            "buckets": {"type": "array", "items": {"type": "object", "properties": {
+                "value": _STR, "count": {"type": "integer"}}}},
+            "missing": {"type": "integer"}, "other": {"type": "integer"},
+            "exact": {"type": "boolean"}}},
         "Envelope": {"type": "object", "required": ["data"], "properties": {
             "data": {}, "meta": {"type": "object"}}},
         "PersistSpec": {"type": "object", "properties": {

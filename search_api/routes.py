@@ -24,6 +24,9 @@ from .service import ResourceService
 FILTER_KEYS = ("type", "types", "content-sources", "tier", "exclude-tier", "storage-backend",
                "storage-root", "path-prefix", "slot", "accept", "tag", "tags", "workflow-id",
                "flow", "step")
+#: Search options that ride along with the filters (they never change which items come
+#: back): exact totals past the threshold, one-pass facet counts.
+OPTION_KEYS = ("exact-total", "facets", "facet-size")
 #: After a body passes the tier limit, at most this much more is read (and dropped) so
 #: the client can receive the 413 cleanly; past it the connection is simply closed.
 DRAIN_AFTER_LIMIT = 64 * 1024 * 1024
@@ -46,7 +49,7 @@ async def principal(request: Request, scope: str, workspace: str | None = None) 
 
 def filter_params(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in FILTER_KEYS:
+    for key in (*FILTER_KEYS, *OPTION_KEYS):
         values = request.query_params.getlist(key)
         if values:
             out[key] = values if len(values) > 1 else values[0]
