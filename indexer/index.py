@@ -34,7 +34,7 @@ from storage.errors import IndexBusy
 from storage.faults import fault
 
 from .facets import DEFAULT_FACET_SIZE, aggregation_request, read_aggregation
-from .query import Filters, filter_clauses
+from .query import Filters, expired_query, filter_clauses
 from .schema import SCHEMA_VERSION, SNIPPET_FIELDS, build_schema, make_document
 
 VERSION_FILE = "SCHEMA_VERSION"
@@ -244,15 +244,19 @@ class SearchIndex:
         return self._current().searcher()
 
     def query(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
-              now: int) -> tantivy.Query:
+              now: int, searcher: tantivy.Searcher) -> tantivy.Query:
         """The one boolean query of a search: the words (scored) AND every filter.
 
         Filters are flat Must clauses, each wrapped in a zero const-score so BM25 sees
-        only the words, and expiry is a MustNot of the *expired* range: nearly nothing
-        is expired, so excluding it costs a skip per candidate instead of intersecting
-        with a live range that holds almost every document (bench/tenancy.py).
+        only the words. Expiry is a MustNot of the *expired* range, and only when this
+        searcher holds an expired document at all (a tiny term-dictionary lookup): after
+        a gc sweep the clause, which costs a check per candidate, is left out, with the
+        same result. bench/tenancy.py has the figures.
         """
         must, must_not = filter_clauses(self.schema, workspace, filters, now)
+        expired = expired_query(self.schema, now)
+        if searcher.search(expired, 1, count=True).count:
+            must_not.insert(0, expired)
         clauses = [(tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0)) for q in must]
         if text_query is not None:
             clauses.insert(0, (tantivy.Occur.Must, text_query))
@@ -270,9 +274,8 @@ class SearchIndex:
         top-k never prunes and the count in the same pass is nearly free; what the
         threshold saves today is the second counting pass of later browse pages.
         """
-        index = self._current()
-        query = self.query(workspace, text_query, filters, now)
-        searcher = index.searcher()
+        searcher = self._current().searcher()
+        query = self.query(workspace, text_query, filters, now, searcher)
         fetch = limit + 1      # one extra hit says whether a next page exists
         if text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts). The
@@ -315,8 +318,9 @@ class SearchIndex:
         """Counts per value of each facet for the same query as ``search``, in one pass."""
         if not names:
             return {}
-        query = self.query(workspace, text_query, filters, now)
-        result = self._current().searcher().aggregate(query, aggregation_request(size, names))
+        searcher = self._current().searcher()
+        query = self.query(workspace, text_query, filters, now, searcher)
+        result = searcher.aggregate(query, aggregation_request(size, names))
         return read_aggregation(result, names, size)
 
     def _snippet(self, searcher, query, doc, generators: dict) -> str:

@@ -214,11 +214,9 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int
                    ) -> tuple[list[tantivy.Query], list[tantivy.Query]]:
     """(clauses a document must match, clauses it must not match) for the filters.
 
-    Expiry is a must-not of the expired range (see schema.py: it is answered from the
-    term dictionary, and only unswept expired documents are in it)."""
+    Expiry is not among them: see ``expired_query``."""
     must = [_term(schema, "workspace", workspace)]
-    must_not = [tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer,
-                                          0, now)]
+    must_not: list[tantivy.Query] = []
     types = sorted(set(f.types))
     sources = sorted(set(f.content_sources))
     if types:
@@ -250,6 +248,14 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int
     if f.exclude_tier:
         must_not.append(_term(schema, "tier", f.exclude_tier))
     return must, must_not
+
+
+def expired_query(schema: tantivy.Schema, now: int) -> tantivy.Query:
+    """Documents expired at ``now`` but not yet swept by gc: a search excludes them.
+
+    Answered from the term dictionary (``expires`` is not a fast field, schema.py): it
+    holds only the few unswept documents, so it costs next to nothing to run alone."""
+    return tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer, 0, now)
 
 
 def fingerprint(workspace: str, q: str, f: Filters, mode: str, order: str) -> str:
