@@ -265,7 +265,8 @@ class SearchIndex:
 
     def search(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, limit: int, offset: int = 0, before_seq: int | None = None,
-               snippets: bool = True, exact_total: bool = True) -> HitPage:
+               snippets: bool = True, exact_total: bool = True,
+               searcher: tantivy.Searcher | None = None) -> HitPage:
         """One page of hits, ``more`` when a next page exists, and the total.
 
         The total is exact up to TOTAL_THRESHOLD; beyond it, unless ``exact_total``, it
@@ -273,8 +274,9 @@ class SearchIndex:
         ``track_total_hits``). tantivy-py wraps every search in a MultiCollector, so
         top-k never prunes and the count in the same pass is nearly free; what the
         threshold saves today is the second counting pass of later browse pages.
+        Pass ``searcher`` to read the same commit as another call (``facets``).
         """
-        searcher = self._current().searcher()
+        searcher = searcher or self._current().searcher()
         query = self.query(workspace, text_query, filters, now, searcher)
         fetch = limit + 1      # one extra hit says whether a next page exists
         if text_query is None:
@@ -314,11 +316,12 @@ class SearchIndex:
         return HitPage(hits, total, relation, len(result.hits) > limit)
 
     def facets(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
-               now: int, names: list[str], size: int = DEFAULT_FACET_SIZE) -> dict[str, Any]:
+               now: int, names: list[str], size: int = DEFAULT_FACET_SIZE,
+               searcher: tantivy.Searcher | None = None) -> dict[str, Any]:
         """Counts per value of each facet for the same query as ``search``, in one pass."""
         if not names:
             return {}
-        searcher = self._current().searcher()
+        searcher = searcher or self._current().searcher()
         query = self.query(workspace, text_query, filters, now, searcher)
         result = searcher.aggregate(query, aggregation_request(size, names))
         return read_aggregation(result, names, size)

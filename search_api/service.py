@@ -477,8 +477,11 @@ class ResourceService(ViewsMixin, UploadsMixin):
         if order == "newest" and offset:
             raise InvalidSpec("offset paging applies to ranked search; use the cursor")
         now = int(self.now())
+        # One searcher (one commit) for the page and its facets: the counts agree with it.
+        searcher = self.index.searcher()
         page = self.index.search(workspace, text_query, filters, now, limit,
-                                 offset=start, before_seq=before_seq, exact_total=exact_total)
+                                 offset=start, before_seq=before_seq, exact_total=exact_total,
+                                 searcher=searcher)
         # One catalog query for the page's records; snippets were made for these hits only.
         records = self.catalog.get_many([h.id for h in page.hits])
         items = [records[h.id] for h in page.hits if h.id in records]
@@ -489,7 +492,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         facets = None
         if facet_names:
             facets = self.index.facets(workspace, text_query, filters, now, facet_names,
-                                       facet_size)
+                                       facet_size, searcher=searcher)
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits},
