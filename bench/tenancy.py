@@ -182,7 +182,8 @@ def run(size: int, iters: int, budget_s: float, data: Path) -> dict[str, Any]:
         clauses = [(Must, const(q, 0.0)) for q in must] + [(MustNot, q) for q in must_not]
         return boolean(([(Must, text)] if text is not None else []) + clauses)
 
-    out: dict[str, Any] = {"size": size, "shapes": {}}
+    out: dict[str, Any] = {"size": size, "shapes": {},
+                           "segments": {n: x.num_segments for n, x in searchers.items()}}
     for key, (q, f) in shapes.items():
         text = parse(q, fields)
         extra = filter_clauses(schema, corpus.MAIN_WS, f, NOW)[0][1:]
@@ -282,8 +283,9 @@ def render(out: dict[str, Any]) -> str:
              f"at start {out.get('load_start', '?')}, at end {out.get('load_end', '?')} "
              f"(2 shared cores: read ratios, not absolute values).",
              f"- {out['size']:,} corpus documents ({corpus.MAIN_WS} holds 60%), built with the "
-             "service's schema and `make_document` (no blobs), one merged segment per "
-             "index; 1 document in 200 is expired but not yet swept. Variants are timed "
+             "service's schema and `make_document` (no blobs; segments: "
+             f"{out.get('segments', '?')}); 1 document in 200 is expired but not yet "
+             "swept. Variants are timed "
              "round-robin in one process; p50 in ms, ratio to the baseline (last row).",
              "",
              "| variant | " + " | ".join(keys) + " |",
@@ -292,6 +294,12 @@ def render(out: dict[str, Any]) -> str:
         cells = [f"{shapes[k][name]['p50_ms']:.2f} ({shapes[k][name]['vs_bare_part']:.2f}×)"
                  for k in keys]
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    lines.append("| **after vs before** (p50) | " + " | ".join(
+        f"**{shapes[k]['after']['p50_ms'] / shapes[k]['before']['p50_ms']:.2f}×**"
+        for k in keys) + " |")
+    lines.append("| partition vs after (p50) | " + " | ".join(
+        f"{shapes[k]['partition']['p50_ms'] / shapes[k]['after']['p50_ms']:.2f}×"
+        for k in keys) + " |")
     lines.append("| p99 of after (ms) | " + " | ".join(
         f"{shapes[k]['after']['p99_ms']:.2f}" for k in keys) + " |")
     lines.append("| matches (after) | " + " | ".join(
