@@ -264,3 +264,31 @@ def test_cli_exact_total_and_facets(tmp_path: Path):
     assert out["meta"]["facets"]["tag"]["buckets"] == [{"value": "t1", "count": 1}]
     listed = run("list", "--facets", "all")
     assert listed["meta"]["facets"]["type"]["buckets"] == [{"value": "file", "count": 1}]
+
+
+def test_workspace_clause_left_out_only_while_the_index_holds_one_workspace(service):
+    """A single-workspace index drops the (select-everything) workspace clause; the moment
+    another workspace has a document, the clause is back and nothing leaks."""
+    svc = service
+    for i in range(3):
+        svc.persist(WS, {"filename": f"a{i}.txt"}, b"solo tenancyword\n")
+    assert svc.index._only_workspace(svc.index.searcher(), WS)
+    assert not svc.index._only_workspace(svc.index.searcher(), "ws-other")
+    page = svc.search(WS, "tenancyword", {"facets": "type", "exact-total": "1"}, limit=10)
+    assert page.total == 3 and len(page.items) == 3
+    assert page.facets["type"]["buckets"] == [{"value": "file", "count": 3}]
+    assert svc.search("ws-other", "tenancyword", {}, limit=10).total == 0
+    assert svc.list("ws-other", {}, limit=10).items == []
+    listed = svc.list(WS, {"facets": "tier"}, limit=2)     # no words, no filters at all
+    assert len(listed.items) == 2 and listed.total == 3 and listed.next_cursor
+    assert listed.facets["tier"]["buckets"] == [{"value": "retained", "count": 3}]
+    other = svc.persist("ws-other", {"filename": "b.txt"}, b"other tenancyword\n").resource
+    assert not svc.index._only_workspace(svc.index.searcher(), WS)
+    assert {r.workspace for r in svc.search(WS, "tenancyword", {}, limit=10).items} == {WS}
+    assert [r.uri for r in svc.search("ws-other", "tenancyword", {}, limit=10).items] == \
+        [other.uri]
+    assert svc.list(WS, {"exact-total": "1"}, limit=10).total == 3
+    # Deleted: ws-other's term may linger in the dictionary, which only keeps the clause.
+    svc.delete("ws-other", other.uri)
+    assert svc.search(WS, "tenancyword", {"exact-total": "1"}, limit=10).total == 3
+    assert svc.search("ws-other", "tenancyword", {}, limit=10).total == 0
