@@ -49,7 +49,8 @@ def _table(items: list[dict], meta: dict) -> None:
             click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     if "total" in meta:
         more = f"; next: --cursor {meta['next-cursor']}" if meta.get("next-cursor") else ""
-        click.echo(f"{len(items)} of {meta['total']}{more}")
+        at_least = "+" if meta.get("total-relation") == "gte" else ""   # a lower bound
+        click.echo(f"{len(items)} of {meta['total']}{at_least}{more}")
 
 
 def _cell(v: Any) -> str:
