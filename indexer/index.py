@@ -97,6 +97,7 @@ class SearchIndex:
                     index = tantivy.Index(self.schema, str(directory), reuse=True)
                     index.searcher()  # touches the meta: a corrupt index fails here
                     self._index, self._target = index, target
+                    self._remove_strays()     # left by a reindex that was killed
                     return
                 except BaseException as exc:  # noqa: BLE001 - tantivy panics are BaseException
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -115,6 +116,15 @@ class SearchIndex:
         try:
             target = os.readlink(self.link)
         except OSError:
+            target = None
+        if target is not None and target == self._target and \
+                not os.path.exists(os.path.join(self.link.parent, target, "meta.json")):
+            # The live directory was deleted under us (an operator, a cleanup script):
+            # without this, writes would go unindexed until a restart while health said
+            # ok. Rebuild from the catalog now; it holds every record and its text.
+            self._log("search index directory is gone: rebuilding from the catalog")
+            self._index = None
+            self._target = None
             target = None
         if target != self._target or self._index is None:
             with self._lock:

@@ -6,6 +6,8 @@ in the same boolean query, so `meta.total` is exact and paging never skips.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -120,23 +122,60 @@ def parse_flag(value: Any, name: str) -> bool:
 
 
 # -- cursors -----------------------------------------------------------------------------
-def encode_cursor(kind: str, value: int, fingerprint: str) -> str:
-    raw = json.dumps({"k": kind, "v": value, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+#: Deepest result a ranked page may start at (Elasticsearch's ``max_result_window``):
+#: Tantivy allocates per skipped hit, so an unbounded offset is a memory bomb.
+MAX_RESULT_WINDOW = 10_000
+_MAX_SEQ = 2**63 - 1
+_MAC_BYTES = 16
 
 
-def decode_cursor(cursor: str | None, fingerprint: str) -> tuple[str, int] | None:
+def _cursor_mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, b"cursor\n" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def encode_cursor(kind: str, value: int, fingerprint: str, secret: bytes) -> str:
+    """An opaque cursor: the position plus an HMAC over it and the query fingerprint
+    (which already binds the workspace, text, filters and order), so a client can only
+    hand back a cursor the service itself issued for this very query."""
+    raw = json.dumps({"k": kind, "v": value, "f": fingerprint}, separators=(",", ":")).encode()
+    blob = raw + _cursor_mac(secret, raw)
+    return base64.urlsafe_b64encode(blob).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, fingerprint: str,
+                  secret: bytes) -> tuple[str, int] | None:
     if not cursor:
         return None
+    bad = InvalidCursor("cursor is not valid (pass meta.next-cursor unchanged)")
+    if len(cursor) > 512:
+        raise bad
     try:
-        pad = "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(cursor + pad))
-        kind, value, fp = data["k"], int(data["v"]), data["f"]
+        blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except Exception:
-        raise InvalidCursor("cursor is not valid (pass meta.next-cursor unchanged)") from None
-    if fp != fingerprint or kind not in ("seq", "off") or value < 0:
+        raise bad from None
+    raw, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
+    if len(blob) <= _MAC_BYTES or not hmac.compare_digest(mac, _cursor_mac(secret, raw)):
+        raise bad
+    try:
+        data = json.loads(raw)
+        kind, value, fp = data["k"], data["v"], data["f"]
+    except Exception:
+        raise bad from None
+    if fp != fingerprint:
         raise InvalidCursor("cursor belongs to another query or filter set")
+    if kind not in ("seq", "off") or type(value) is not int or not 0 <= value <= _MAX_SEQ:
+        raise bad
+    if kind == "off" and value > MAX_RESULT_WINDOW:
+        raise InvalidCursor(f"ranked results page only to {MAX_RESULT_WINDOW:,} hits; "
+                            f"narrow the query or browse newest-first")
     return kind, value
+
+
+def check_window(offset: int, limit: int) -> None:
+    """Reject a ranked page that would reach past ``MAX_RESULT_WINDOW``."""
+    if offset < 0 or offset + limit > MAX_RESULT_WINDOW:
+        raise InvalidSpec(f"offset + limit must stay within {MAX_RESULT_WINDOW:,} "
+                          f"(ranked results page only that deep; narrow the query)")
 
 
 # -- query text -----------------------------------------------------------------------------
@@ -162,6 +201,11 @@ def _rewrite(q: str, mode: str) -> str:
         body = tok[len(sign):]
         if ":" in body:
             name, _, rest = body.partition(":")
+            if rest.strip("()") == "*":
+                # Tantivy reads field:* as "has a value", which only fast fields support:
+                # on any other field it fails at search time instead of parse time.
+                raise InvalidQuery(f"{name}:* (any value) is not supported: search for a "
+                                   f"value such as {name}:report, or use * for everything")
             if name in FIELD_ALIASES and rest:
                 out.append(f"{sign}{FIELD_ALIASES[name]}:{rest}")
                 continue

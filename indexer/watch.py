@@ -29,20 +29,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import watchfiles
 from watchfiles import Change, DefaultFilter
 
 from storage.errors import NotFound, ResourceError
 
-if TYPE_CHECKING:   # pragma: no cover
-    from search_api.service import ResourceService
+class WatchedService(Protocol):
+    """What the watcher needs of the service facade. A protocol, not an import: the
+    indexer layer never imports the faces above it."""
+    catalog: Any
+    backends: Any
+    lifecycle: Any
+
+    def adopt(self, workspace: str, spec: Any) -> Any: ...
+    def forget_location(self, connection: str, key: str) -> Any: ...
 
 CONNECTION = "platform"
 IGNORED_SUFFIXES = (".part",)
@@ -65,6 +73,7 @@ class WatchStats:
     removed: int = 0
     unchanged: int = 0
     failed: int = 0
+    skipped_links: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -83,7 +92,7 @@ def _sha256(path: Path) -> str:
 
 
 class SlotWatcher:
-    def __init__(self, service: "ResourceService", log: Callable[[str], None] | None = None,
+    def __init__(self, service: WatchedService, log: Callable[[str], None] | None = None,
                  debounce_ms: int = 1000, step_ms: int = 200,
                  check_interval: float = 1.0) -> None:
         self.service = service
@@ -163,7 +172,17 @@ class SlotWatcher:
         svc = self.service
         key = self._key(root, path)
         try:
-            before = path.stat()
+            # Never through a symbolic link (the file itself, a folder on its way, or the
+            # slot folder): a link could lead to the catalog, the secret or another
+            # workspace's blobs. The backend refuses such a key; skip it quietly here.
+            svc.backends[CONNECTION].path_for(key)
+        except ResourceError:
+            self.stats.skipped_links += 1
+            return None
+        try:
+            before = path.lstat()
+            if not stat.S_ISREG(before.st_mode):
+                return None
             if trust_mtime:
                 known = svc.catalog.by_location(svc.catalog.conn, CONNECTION, key)
                 if known is not None and known.size == before.st_size \
@@ -171,7 +190,7 @@ class SlotWatcher:
                     self.stats.unchanged += 1
                     return None
             sha = _sha256(path)
-            after = path.stat()
+            after = path.lstat()
         except FileNotFoundError:
             return None                       # gone again: its delete event follows
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):

@@ -17,6 +17,8 @@ from storage.errors import RangeNotSatisfiable, ResourceError
 
 from .kv_routes import kv_routes
 from .routes import routes
+from storage.errors import translate_unexpected
+
 from .service import ResourceService
 
 
@@ -39,6 +41,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    typed = translate_unexpected(exc)
+    if typed is not None:
+        return await resource_error(request, typed)
     print(f"internal error on {request.method} {request.url.path}: {exc!r}", file=sys.stderr)
     return JSONResponse({"error": {"code": "internal", "message": "internal error"}},
                         status_code=500)

@@ -58,6 +58,40 @@ class KeyStore:
                           name or "", now))
         return key_id, f"rk_{key_id}_{secret}"
 
+    def list(self, workspace: str | None = None) -> list[dict]:
+        """Keys without their secrets: id, workspace, name, scopes, created-at."""
+        where, args = ("WHERE workspace = ?", (check_workspace(workspace),)) if workspace \
+            else ("", ())
+        rows = self.catalog.conn.execute(
+            f"SELECT id, workspace, name, scopes, created_at FROM api_keys {where} "
+            f"ORDER BY created_at, id", args).fetchall()
+        return [{"id": r[0], "workspace": r[1], "name": r[2] or None,
+                 "scopes": json.loads(r[3]), "created-at": r[4]} for r in rows]
+
+    def revoke(self, key_id: str, workspace: str | None = None) -> dict:
+        """Delete a key: its requests are 401 from now on and its web sessions end.
+        With ``workspace``, a key of another workspace is NotFound, like a missing one."""
+        with self.catalog.transaction() as conn:
+            row = conn.execute("SELECT workspace FROM api_keys WHERE id = ?",
+                               (key_id,)).fetchone()
+            if row is None or (workspace is not None and row[0] != workspace):
+                raise NotFound(f"no key {key_id!r}")
+            conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+        return {"id": key_id, "workspace": row[0], "revoked": True}
+
+    # -- web sessions that can end before their cookie expires ------------------------
+    def end_session(self, session_id: str, expires_at: float) -> None:
+        with self.catalog.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO ended_sessions VALUES (?, ?)",
+                         (session_id, expires_at))
+
+    def session_ended(self, session_id: str, now: float) -> bool:
+        with self.catalog.transaction() as conn:
+            # Rows only need to outlive the cookie they stop; prune as we go.
+            conn.execute("DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
+            return conn.execute("SELECT 1 FROM ended_sessions WHERE id = ?",
+                                (session_id,)).fetchone() is not None
+
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")

@@ -30,6 +30,7 @@ from starlette.routing import Match, Route
 
 from indexer.query import parse_limit
 from storage.clock import rfc3339
+from storage.errors import translate_unexpected
 from storage.errors import BadRequest, InvalidSpec, NotFound, ResourceError
 from storage.records import Resource
 
@@ -76,6 +77,9 @@ def breyta(handler: Callable[[Request], Awaitable[Response]]
         except ClientDisconnect:
             return error_response(400, "bad_request", "the client went away mid-request")
         except Exception as exc:  # noqa: BLE001 - logged like app.py's internal_error
+            typed = translate_unexpected(exc)
+            if typed is not None:
+                return error_response(typed.status, typed.code, typed.message)
             print(f"internal error on {request.method} {request.url.path}: {exc!r}",
                   file=sys.stderr)
             return error_response(500, "internal", "internal error")
@@ -302,7 +306,7 @@ def parse_search_index(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"searchIndex is a string but not JSON ({exc}); send an object "
                              f"such as {{\"text\": \"...\", \"tags\": [\"a\"]}}") from None
     if not isinstance(value, dict):

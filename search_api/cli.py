@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import sys
 from typing import Any, Callable
 
@@ -46,9 +47,23 @@ def run(fn: Callable[..., dict | None]) -> Callable:
         except ResourceError as exc:
             emit_error(exc, fmt)
             sys.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:
+            emit_error(_damaged(exc), fmt)
+            sys.exit(1)
         finally:
             api.close()
     return wrapper
+
+
+def _damaged(exc: Exception) -> ResourceError:
+    """SQLite failed while answering: a full disk, or damage (the same clear error as
+    at start)."""
+    from storage.errors import CatalogDamaged, translate_unexpected
+    typed = translate_unexpected(exc)
+    if typed is not None:
+        return typed
+    return CatalogDamaged(f"the catalog is damaged ({exc}); run `resources doctor` and "
+                          f"see docs/recovery.md")
 
 
 def filter_options(f: Callable) -> Callable:
@@ -379,7 +394,7 @@ def kv_set(api, key: str, value: str, ttl: str | None, if_version: str | None) -
         value = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     try:
         parsed = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest(f"VALUE is not JSON: {exc}") from None
     return api.kv_set(key, parsed, _int_or_none(ttl, "--ttl"), _int_or_none(if_version, "--if-version"))
 
@@ -436,20 +451,56 @@ def keys_create(api, workspace: str, scopes: tuple[str, ...], name: str | None) 
             "meta": {"note": "store this key now: only its hash is kept"}}
 
 
+@keys.command(name="list")
+@click.option("--workspace", default=None, help="Only this workspace's keys.")
+@format_option
+@run
+def keys_list(api, workspace: str | None) -> dict:
+    """Keys (never their secrets): id, workspace, name, scopes, created-at."""
+    items = api.service.keys.list(workspace)
+    return {"data": {"items": items}, "meta": {"total": len(items)}}
+
+
+@keys.command(name="revoke")
+@click.argument("key_id")
+@format_option
+@run
+def keys_revoke(api, key_id: str) -> dict:
+    """Revoke KEY_ID: its requests fail with 401 and its web sessions end."""
+    return {"data": api.service.keys.revoke(key_id), "meta": {}}
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, type=int, show_default=True)
-def serve(host: str, port: int) -> None:
+@click.option("--max-header-bytes", default=64 * 1024, type=click.IntRange(1024, 1 << 24),
+              show_default=True, help="Largest request line + headers; larger is a 431.")
+@click.option("--header-timeout", default=10.0, type=click.FloatRange(0.1, 3600),
+              show_default=True, help="Seconds a client has to send a request's headers.")
+@click.option("--keep-alive-timeout", default=5, type=click.IntRange(1, 3600),
+              show_default=True, help="Seconds an idle keep-alive connection stays open.")
+@click.option("--limit-concurrency", default=2048, type=click.IntRange(1, 1 << 20),
+              show_default=True, help="Connections + tasks at once; more get a 503.")
+def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
+          keep_alive_timeout: int, limit_concurrency: int) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home."""
     import uvicorn
 
     from storage.config import Settings
 
     from .app import create_app
+    from .http_limits import protocol
     settings = Settings.from_env()
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         settings.public_url = f"http://{host}:{port}"
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+    try:
+        app = create_app(settings=settings)
+    except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                http=protocol(max_header_bytes, header_timeout),
+                timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
 
 
 @main.command()
@@ -480,6 +531,9 @@ def doctor(repair: bool, quick: bool, fmt: str | None) -> None:
     except ResourceError as exc:
         emit_error(exc, fmt)
         sys.exit(exc.exit_code)
+    except sqlite3.DatabaseError as exc:
+        emit_error(_damaged(exc), fmt)
+        sys.exit(1)
     finally:
         api.close()
     if fmt == "json":

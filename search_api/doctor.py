@@ -23,9 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.errors import InvalidPath
+
 from .service import ResourceService
 
-KINDS = ("pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
+KINDS = ("catalog-damaged", "pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
          "sha256-mismatch", "orphan-blob", "index-missing", "index-extra", "index-stale",
          "expired-present")
 
@@ -47,6 +49,11 @@ def _sha256(path: Path) -> str:
 
 def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     problems: list[Problem] = []
+    # SQLite's own page check first: every other check trusts what the catalog answers.
+    for message in svc.catalog.integrity(quick=not verify_bytes)[:20]:
+        problems.append(Problem("catalog-damaged", str(svc.catalog.path), message))
+    if problems:
+        return problems       # nothing else can be trusted (see docs/recovery.md)
     for intent_id, kind, payload in svc.catalog.intents():
         if kind == "gc":
             continue          # a sweep in progress (or finished at next start)
@@ -69,7 +76,8 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
             continue
         try:
             stat = backend.stat(res.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, InvalidPath):
+            # A blob reached only through a symbolic link is not a blob of ours.
             problems.append(Problem("missing-blob", res.uri, res.path))
             continue
         if stat.size != res.size:
@@ -95,7 +103,10 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
 
 def _quarantine(svc: ResourceService, key: str) -> str:
     platform = svc.backends["platform"]
-    src = platform.path_for(key)
+    if not key.startswith("workspaces/"):
+        # Only blobs are ever moved: never the catalog, its WAL, the index or the secret.
+        raise InvalidPath(f"{key} is not a blob location; it is never quarantined")
+    src = platform.path_for(key)        # refuses any path through a symbolic link
     dest_dir = svc.settings.home / "quarantine"
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{int(time.time())}-{key.replace('/', '__')}"
@@ -180,6 +191,12 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
 def run(svc: ResourceService, do_repair: bool = False, verify_bytes: bool = True) -> dict[str, Any]:
     problems = diagnose(svc, verify_bytes)
     report: dict[str, Any] = {}
+    if any(p.kind == "catalog-damaged" for p in problems):
+        # No repair on a damaged catalog: it would act on wrong answers. The operator
+        # restores it first (docs/recovery.md).
+        return {"ok": False, "counts": {k: sum(p.kind == k for p in problems) for k in KINDS},
+                "problems": [asdict(p) for p in problems],
+                "hint": "the catalog is damaged: see docs/recovery.md before any repair"}
     if do_repair and problems:
         fixed, unfixed = repair(svc, problems)
         report["repaired"] = fixed
@@ -194,6 +211,10 @@ def run(svc: ResourceService, do_repair: bool = False, verify_bytes: bool = True
         "problems": [asdict(p) for p in problems],
         "usage": svc.usage(None),
     })
+    set_aside = svc.catalog.quarantined_intents()
+    report["set-aside-operations"] = {
+        "count": len(set_aside),
+        "items": [{"intent": i, "kind": k, "error": p.get("_error")} for i, k, p in set_aside]}
     if hasattr(svc, "kv"):
         dangling = svc.dangling_refs()
         report["dangling-kv-refs"] = {"count": len(dangling), "items": dangling}

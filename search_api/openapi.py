@@ -206,6 +206,15 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/v1/{ws}/slots": {"get": {"summary": "List slots", "security": SECURED,
                                    "parameters": [WS],
                                    "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/keys": {"get": {"summary": "List the workspace's API keys, never their "
+                                             "secrets (workspace.admin)",
+                                  "security": SECURED, "parameters": [WS],
+                                  "responses": {"200": _ok("Envelope"), **ERRORS}}},
+        "/v1/{ws}/keys/{key_id}": {"delete": {
+            "summary": "Revoke a key: its requests are 401 and its web sessions end "
+                       "(workspace.admin)", "security": SECURED,
+            "parameters": [WS, _p("key_id", "Key id (the part after rk_)")],
+            "responses": {"200": _ok("Envelope"), **ERRORS}}},
     }
     for extra in EXTRA_PATHS:
         paths.update(extra())

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from storage.clock import rfc3339
+from storage import mediatype
 from storage.errors import BadRequest, InvalidSpec, TooLarge
 
 from . import envelope
@@ -72,6 +73,8 @@ async def json_body(request: Request, limit: int = 1024 * 1024) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is not accepted: JSON nested too deeply") from None
 
 
 # -- resources ------------------------------------------------------------------------------
@@ -196,19 +199,23 @@ def content_response(request: Request, service: ResourceService, workspace: str,
     if rng is not None and request.headers.get("if-range") not in (None, etag):
         rng = None
     res, start, end, chunks = service.read(workspace, uri, rng)
+    media_type = mediatype.safe_or_default(res.content_type)
+    inline = mediatype.is_pdf(media_type) or mediatype.is_inert(media_type)
     headers = {"ETag": etag, "Accept-Ranges": "bytes",
                "Content-Length": str(end - start + 1),
-               "Content-Disposition": f"inline; filename*=UTF-8''{_quote(res.filename)}",
+               "Content-Disposition": f"{'inline' if inline else 'attachment'}; "
+                                      f"filename*=UTF-8''{_quote(res.filename)}",
                "X-Content-Type-Options": "nosniff"}
-    if not res.content_type.startswith("application/pdf"):
-        # Stored bytes are untrusted: an HTML or SVG resource must not run scripts on
-        # this origin (the browser's PDF viewer needs scripts, so PDFs are exempt).
+    if not mediatype.is_pdf(media_type):
+        # Stored bytes are untrusted: nothing but a PDF (whose viewer needs scripts and
+        # never runs the file's own as this origin) is rendered unsandboxed, and types
+        # outside a short inert list (HTML, SVG, XML, unknown) are downloads, not pages.
         headers["Content-Security-Policy"] = "sandbox"
     status = 200
     if rng is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{res.size}"
-    return StreamingResponse(chunks, status_code=status, media_type=res.content_type,
+    return StreamingResponse(chunks, status_code=status, media_type=media_type,
                              headers=headers)
 
 
@@ -241,7 +248,9 @@ async def search_index(request: Request) -> Response:
     ws = request.path_params["ws"]
     service = svc(request)
     # The key is checked before any parameter: no key is a 401, never a 400 first.
-    await principal(request, READ if request.method == "GET" else WRITE)
+    p = await principal(request, READ if request.method == "GET" else WRITE)
+    # Every answer carries the full record: a write-only key must not read through it.
+    p.require(ws, READ)
     uri = _uri(request)
     if request.method == "GET":
         res = await run_in_threadpool(service.show_overrides, ws, uri)
@@ -287,6 +296,21 @@ async def usage(request: Request) -> Response:
     return ok(envelope.plain(await run_in_threadpool(svc(request).usage, ws)))
 
 
+# -- keys (workspace.admin) ---------------------------------------------------------------
+async def list_keys(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    await principal(request, ADMIN)
+    items = await run_in_threadpool(svc(request).keys.list, ws)
+    return ok(envelope.plain({"items": items}, total=len(items)))
+
+
+async def revoke_key(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    await principal(request, ADMIN)
+    done = await run_in_threadpool(svc(request).keys.revoke, request.path_params["key_id"], ws)
+    return ok(envelope.plain(done))
+
+
 # -- slots ----------------------------------------------------------------------------------
 async def put_slot(request: Request) -> Response:
     ws = request.path_params["ws"]
@@ -311,6 +335,10 @@ async def list_slots(request: Request) -> Response:
 # -- health -----------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
     status = await run_in_threadpool(svc(request).health)
+    # Anyone may ask whether the service is up, but document counts and backlogs span
+    # every workspace: they are not told to a caller without a key (issue 14, item 12).
+    status["catalog"].pop("index-backlog", None)
+    status["index"].pop("documents", None)
     return ok(envelope.plain(status), 200 if status["ok"] else 503)
 
 
@@ -336,4 +364,6 @@ routes = [
     Route("/v1/{ws}/usage", usage, methods=["GET"]),
     Route("/v1/{ws}/slots/{slot}", put_slot, methods=["PUT"]),
     Route("/v1/{ws}/slots", list_slots, methods=["GET"]),
+    Route("/v1/{ws}/keys", list_keys, methods=["GET"]),
+    Route("/v1/{ws}/keys/{key_id}", revoke_key, methods=["DELETE"]),
 ]

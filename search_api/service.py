@@ -18,8 +18,8 @@ from indexer.extract import extract
 from indexer.facets import parse_facet_size, parse_facets
 from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
-from indexer.query import (Filters, decode_cursor, encode_cursor, fingerprint,
-                           parse_flag, parse_limit, parse_text)
+from indexer.query import (Filters, check_window, decode_cursor, encode_cursor,
+                           fingerprint, parse_flag, parse_limit, parse_text)
 from indexer.detect import guess_content_type, sniff
 from indexer.schema import effective_content
 from storage import clock
@@ -29,7 +29,7 @@ from storage.config import Settings
 from storage.faults import fault
 from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
-from storage.layout import (check_root, check_slot_name, check_workspace,
+from storage.layout import (check_key_length, check_root, check_slot_name, check_workspace,
                             optional_segments, render, slotted_key, split_segments,
                             unslotted_key)
 from storage.lifecycle import CommitLock, Lifecycle
@@ -45,6 +45,8 @@ from .uploads import UploadsMixin
 from .views import ViewsMixin
 
 CHUNK = 1024 * 1024
+#: Largest body of a ``type: kv`` persist (a workflow result as one JSON value).
+KV_PERSIST_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -207,6 +209,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
             connection = "platform"
             key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
             under = None
+        check_key_length(key)
         backend = self.backends[connection]
         if adopt:
             if slot is None or not hasattr(backend, "adopt"):
@@ -216,7 +219,14 @@ class ResourceService(ViewsMixin, UploadsMixin):
             except FileNotFoundError:
                 raise NotFound("no file at that slot location") from None
         else:
-            writer = backend.open_write(key, tier.max_bytes)   # the backend re-checks the key
+            # Collisions (a file where a folder must go, a folder at the key) and paths
+            # past the OS limits are refused here, before any byte or intent exists.
+            backend.check_target(key)
+            # A kv body is parsed whole to check it is one JSON value, so its size is
+            # bounded well below the tier limit (parsing costs ~3x the body in memory).
+            limit = min(tier.max_bytes, KV_PERSIST_MAX_BYTES) if spec.type == "kv" \
+                else tier.max_bytes
+            writer = backend.open_write(key, limit)   # the backend re-checks the key
         return PersistJob(self, workspace, spec, writer, backend, connection, key, slot, under,
                           filename_segments[-1], idempotency_key)
 
@@ -465,7 +475,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
         order = "newest" if text_query is None else "score"
         fp = fingerprint(workspace, q or "", filters, keyword_mode, order)
-        decoded = decode_cursor(cursor, fp)
+        decoded = decode_cursor(cursor, fp, self.signer.cursor_secret)
         start = offset or 0
         before_seq = None
         if decoded:
@@ -476,6 +486,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 before_seq = value
         if order == "newest" and offset:
             raise InvalidSpec("offset paging applies to ranked search; use the cursor")
+        if order == "score":
+            check_window(start, limit)
         now = int(self.now())
         # One searcher (one commit) for the page and its facets: the counts agree with it.
         searcher = self.index.searcher()
@@ -487,8 +499,10 @@ class ResourceService(ViewsMixin, UploadsMixin):
         items = [records[h.id] for h in page.hits if h.id in records]
         next_cursor = None
         if page.more:
-            next_cursor = (encode_cursor("seq", page.hits[-1].seq, fp) if order == "newest"
-                           else encode_cursor("off", start + limit, fp))
+            secret = self.signer.cursor_secret
+            next_cursor = (encode_cursor("seq", page.hits[-1].seq, fp, secret)
+                           if order == "newest" else
+                           encode_cursor("off", start + limit, fp, secret))
         facets = None
         if facet_names:
             facets = self.index.facets(workspace, text_query, filters, now, facet_names,
@@ -735,6 +749,8 @@ def _check_json(path: str | None) -> None:
             json.load(fh)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSpec(f"a kv persist needs one JSON value as its body: {exc}") from None
+    except RecursionError:
+        raise InvalidSpec("a kv persist body is nested too deeply to be accepted") from None
 
 
 def _chunks(body: BinaryIO | Iterable[bytes] | bytes) -> Iterator[bytes]:

@@ -56,6 +56,9 @@ def parse_ttl(value: object) -> int:
 class Signer:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        # A key of its own for search cursors, derived from the one secret, so a
+        # cursor can never be replayed as a signed-URL token or the other way round.
+        self.cursor_secret = hmac.new(secret, b"search-cursor-key", hashlib.sha256).digest()
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()

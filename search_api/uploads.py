@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from storage.errors import InvalidSpec, NotFound
-from storage.layout import check_workspace, optional_segments, split_segments
+from storage.layout import check_key_length, check_workspace, optional_segments, split_segments
 from indexer.schema import effective_content
 from storage.backend import BlobWriter
 from storage.records import Resource, new_id
@@ -48,8 +48,10 @@ class UploadsMixin:
         name_segs = split_segments(filename, "filename")
         key = "/".join(["workspaces", workspace, "persist", "_upload", *folder_segs, *name_segs])
         platform = self.backends["platform"]
-        if hasattr(platform, "path_for"):
-            platform.path_for(key)
+        check_key_length(key)
+        # A file where a folder of this upload must go (or the reverse) is a 409 now,
+        # not a refused write after the bytes arrived.
+        platform.check_target(key)
         existing = self.catalog.by_location(self.catalog.conn, "platform", key)
         if existing is not None and existing.expires_at is not None \
                 and existing.expires_at <= self.now():

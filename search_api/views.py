@@ -89,14 +89,11 @@ class ViewsMixin:
             out["kind"] = "image"
         elif ctype == "application/pdf" or res.extraction.extractor == "pdf":
             out["kind"] = "pdf"
-            backend = self.backends[res.connection]
-            text, error = "", None
-            if hasattr(backend, "path_for"):
-                got = self.pdf.extract(str(backend.path_for(res.path)), 1, pdf_chars,
-                                       min(self.settings.pdf_timeout_seconds, 5.0))
-                text, error = got.text, got.error
-            if not text.strip():
-                text = self.catalog.extract_text(res.id)[:pdf_chars]
+            # The text extracted at persist, never a fresh extraction: a page view is a
+            # read, and re-running the PDF worker for each one let read-only sessions
+            # queue behind one locked worker and stall the API (issue 14, item 6).
+            text = self.catalog.extract_text(res.id)[:pdf_chars + 1]
+            error = res.extraction.error
             out.update(text=text[:pdf_chars], error=error,
                        truncated=len(text) > pdf_chars)
         elif res.type == "result" or ctype == "application/json" or ctype.endswith("+json"):
@@ -107,8 +104,8 @@ class ViewsMixin:
                     out.update(kind="json", text=json.dumps(json.loads(data), indent=2,
                                                             ensure_ascii=False)[:limit])
                     return out
-                except ValueError:
-                    pass
+                except (ValueError, RecursionError):
+                    pass          # not JSON, or nested too deep to fold: shown as text
             text, _ = decode_text(data[:max_bytes])
             out.update(kind="text", text=text, truncated=res.size > max_bytes)
         elif res.extraction.extractor == "text" or ctype.startswith("text/"):

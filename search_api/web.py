@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from storage.clock import rfc3339
+from storage import mediatype
 from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
 
 from .auth import ADMIN, READ, WRITE, Principal
@@ -133,8 +134,12 @@ async def _signed_in(request: Request) -> Session | None:
     session = _read_cookie(request)
     if session is None or not session.key_id:
         return None
-    principal = await run_in_threadpool(svc(request).web_principal, session.key_id)
+    service = svc(request)
+    principal = await run_in_threadpool(service.web_principal, session.key_id)
     if principal is None or principal.workspace != session.workspace:
+        return None
+    # The session's CSRF token doubles as its id: random per sign-in, never reused.
+    if await run_in_threadpool(service.keys.session_ended, session.csrf, service.now()):
         return None
     session.principal = principal
     return session
@@ -278,6 +283,11 @@ async def logout(request: Request) -> Response:
     if session is None:
         raise _Redirect("/ui/login")
     await read_form(request, session)
+    # Deleting the cookie is only advice to this browser; recording the end makes a
+    # copied cookie useless too.
+    service = svc(request)
+    await run_in_threadpool(service.keys.end_session, session.csrf,
+                            service.now() + SESSION_MAX_AGE)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return _secure_headers(response)
@@ -353,8 +363,14 @@ async def resource_content(request: Request) -> Response:
     if request.query_params.get("download"):
         response.headers["Content-Disposition"] = \
             f"attachment; filename*=UTF-8''{quote(res.filename, safe='')}"
+    else:
+        # An operator looking at a resource sees it in place, under CONTENT_CSP's
+        # sandbox (no script, no same-origin): the API's download-only rule for
+        # active types exists for links handed around, which this page is not.
+        response.headers["Content-Disposition"] = \
+            f"inline; filename*=UTF-8''{quote(res.filename, safe='')}"
     response.headers["Cache-Control"] = "private, no-cache"
-    if res.content_type.split(";")[0].strip().lower() == "application/pdf":
+    if mediatype.is_pdf(mediatype.safe_or_default(res.content_type)):
         # The browser's PDF viewer does not run in a sandboxed document; a PDF's own
         # scripts never run as this origin anyway.
         return _secure_headers(response, "frame-ancestors 'self'")

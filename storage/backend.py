@@ -58,6 +58,11 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def open_write(self, key: str, max_bytes: int) -> BlobWriter: ...
 
+    def check_target(self, key: str) -> None:
+        """Raise a typed error (Conflict, InvalidPath) when a blob could not be published
+        at ``key``; called before any intent is written. Backends with a flat key space
+        accept every valid key."""
+
     @abc.abstractmethod
     def open_read(self, key: str, start: int = 0, end: int | None = None,
                   chunk_size: int = 256 * 1024) -> Iterator[bytes]:

@@ -21,9 +21,10 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from .errors import CatalogDamaged
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -88,7 +89,13 @@ def _m4(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]
+def _m5(db: sqlite_utils.Database) -> None:
+    # Web sessions are signed cookies; a sign-out records the session id here so the
+    # cookie stops working at once instead of living out its 12 hours.
+    db["ended_sessions"].create({"id": str, "expires_at": float}, pk="id")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -97,7 +104,16 @@ class Catalog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            # A truncated, zeroed or overwritten file: say what and what to do, instead
+            # of a traceback from deep inside the driver at every start.
+            self.close()
+            raise CatalogDamaged(
+                f"the catalog {path} is damaged ({exc}); the service cannot start on it. "
+                f"Stop every process on this data home, move the file aside and restore "
+                f"it from a backup (see docs/recovery.md)") from None
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite_utils.Database:
@@ -154,6 +170,17 @@ class Catalog:
                 MIGRATIONS[version](self.db)
             self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
                               (str(SCHEMA_VERSION),))
+
+    def integrity(self, quick: bool = False) -> list[str]:
+        """SQLite's own check of every page and index (``quick_check`` skips the
+        index-content cross-check); [] when the file is sound."""
+        try:
+            rows = self.conn.execute("PRAGMA quick_check" if quick
+                                     else "PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
 
     def schema_version(self) -> int:
         return int(self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
@@ -259,8 +286,28 @@ class Catalog:
         conn.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
     def intents(self) -> list[tuple[int, str, dict]]:
-        return [(r[0], r[1], json.loads(r[2])) for r in
-                self.conn.execute("SELECT id, kind, payload FROM intents ORDER BY id")]
+        """Intents still to finish (quarantined ones are an operator's to look at)."""
+        out = []
+        for r in self.conn.execute("SELECT id, kind, payload FROM intents "
+                                   "WHERE kind NOT LIKE 'quarantined:%' ORDER BY id"):
+            try:
+                payload = json.loads(r[2])
+            except (TypeError, ValueError):
+                payload = {"_damaged": str(r[2])[:200]}
+            out.append((r[0], r[1], payload if isinstance(payload, dict) else {}))
+        return out
+
+    def quarantine_intent(self, intent_id: int, kind: str, payload: dict, error: str,
+                          now: float) -> None:
+        """Keep the intent, renamed out of recovery's way, with why it was set aside."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE intents SET kind = ?, payload = ? WHERE id = ?",
+                         (f"quarantined:{kind}",
+                          json.dumps({**payload, "_error": error, "_at": now}), intent_id))
+
+    def quarantined_intents(self) -> list[tuple[int, str, dict]]:
+        return [(r[0], r[1].split(":", 1)[1], json.loads(r[2])) for r in self.conn.execute(
+            "SELECT id, kind, payload FROM intents WHERE kind LIKE 'quarantined:%' ORDER BY id")]
 
     # -- slots -------------------------------------------------------------------------
     def put_slot(self, slot: Slot) -> Slot:

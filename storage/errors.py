@@ -19,8 +19,10 @@ class attributes, so the HTTP layer and the CLI each map them in exactly one pla
     │   └── VersionConflict            409  version_conflict
     ├── TooLarge                       413  too_large
     ├── RangeNotSatisfiable            416  range_not_satisfiable
+    ├── StorageFull                    507  storage_full
     └── Unavailable                    503  unavailable
-        └── IndexBusy                  503  index_busy
+        ├── IndexBusy                  503  index_busy
+        └── CatalogDamaged             503  catalog_damaged
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ __all__ = [
     "ResourceError", "BadRequest", "InvalidPath", "TemplateError", "InvalidSpec",
     "InvalidQuery", "InvalidCursor", "Unauthorized", "Forbidden", "BadSignature",
     "NotFound", "Conflict", "IdempotencyConflict", "VersionConflict", "TooLarge",
-    "RangeNotSatisfiable", "Unavailable", "IndexBusy",
+    "RangeNotSatisfiable", "StorageFull", "Unavailable", "IndexBusy", "CatalogDamaged", "from_os_error", "translate_unexpected",
 ]
 
 
@@ -109,9 +111,53 @@ class RangeNotSatisfiable(ResourceError):
     status, code = 416, "range_not_satisfiable"
 
 
+class StorageFull(ResourceError):
+    status, code = 507, "storage_full"
+
+
 class Unavailable(ResourceError):
     status, code = 503, "unavailable"
 
 
+class CatalogDamaged(Unavailable):
+    code = "catalog_damaged"
+
+
 class IndexBusy(Unavailable):
     code = "index_busy"
+
+
+def from_os_error(exc: OSError, where: str) -> ResourceError | None:
+    """The typed error a filesystem refusal means for the caller, or None when it is a
+    genuine fault. Called where a write meets the disk, so a collision, a name past the
+    OS limits or a full disk is a precise 4xx/507, never a 500 with half a write."""
+    import errno
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull("storage is full; nothing was written (free space and retry)")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return Conflict(f"{where}: a file already lives where a folder of this path must go")
+    if exc.errno == errno.EISDIR:
+        return Conflict(f"{where}: a folder already lives at this path")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidPath(f"{where}: the path is longer than the filesystem allows")
+    if exc.errno == errno.ELOOP:
+        return InvalidPath(f"{where}: the path goes through a symbolic link")
+    return None
+
+
+def translate_unexpected(exc: BaseException) -> ResourceError | None:
+    """Errors raised below the typed tree that still mean something precise to a client:
+    a full disk (SQLite's or the filesystem's) and a damaged catalog. Each face calls
+    this before answering 500."""
+    import sqlite3
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return StorageFull("storage is full; nothing was written (free space and retry)")
+    if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in str(exc)
+                                                    or "not a database" in str(exc)):
+        return CatalogDamaged("the catalog is damaged; the operator must restore it "
+                              "(resources doctor, docs/recovery.md)")
+    if isinstance(exc, OSError):
+        typed = from_os_error(exc, "storage")
+        if isinstance(typed, StorageFull):
+            return typed
+    return None

@@ -68,6 +68,8 @@ def encode_value(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"value is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("value is nested too deeply") from None
     if len(text.encode()) > MAX_VALUE_BYTES:
         raise TooLarge(f"value is {len(text.encode()):,} bytes encoded; the limit is "
                        f"{MAX_VALUE_BYTES:,}")
@@ -161,6 +163,10 @@ class KvStore:
                 before = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
             except Exception:
                 raise InvalidCursor("cursor is not valid") from None
+            # A keyset position outside SQLite's integer range would be an overflow
+            # error deep in the driver; it can only be a forged cursor.
+            if not 0 <= before <= 2**63 - 1:
+                raise InvalidCursor("cursor is not valid")
         where = "workspace = ? AND substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)"
         params: list[Any] = [workspace, len(prefix), prefix, self.now()]
         total = self.catalog.conn.execute(f"SELECT COUNT(*) FROM kv WHERE {where}", params).fetchone()[0]

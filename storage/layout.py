@@ -6,6 +6,7 @@ missing template variable is rejected with nothing to clean up.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from typing import Any, Mapping
 
@@ -16,6 +17,9 @@ _WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
+#: The whole storage key (workspace, flow, step, path and filename together): each part
+#: may be long, but their sum must stay well inside the OS's 4,096-byte path limit.
+MAX_KEY_BYTES = 2048
 RUNTIME_VARS = ("workspace-id", "flow-slug", "step-id")
 PARAM_GROUPS = ("input", "data", "query")
 
@@ -55,8 +59,24 @@ def render(template: str, params: Mapping[str, Any], runtime: Mapping[str, str |
     return out
 
 
+#: Characters that change how a name looks without being visible (bidi controls,
+#: zero-width characters): two names that read the same must be the same name.
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
 def split_segments(value: str, what: str) -> list[str]:
-    """Validate a relative path and return its segments (CONTRACT path rules)."""
+    """Validate a relative path and return its segments (CONTRACT path rules).
+
+    Names are normalised to NFC (NFC and NFD spellings of one name are one resource);
+    bidi controls and zero-width characters are refused, and so are segments that only
+    look like '.', '..' or contain a slash in a compatibility form (fullwidth dots)."""
+    if not isinstance(value, str):
+        raise InvalidPath(f"{what} must be a string")
+    value = unicodedata.normalize("NFC", value)
+    if _INVISIBLE.search(value):
+        ch = _INVISIBLE.search(value).group(0)
+        raise InvalidPath(f"{what} must not contain invisible or direction-changing "
+                          f"characters (U+{ord(ch):04X}): {value!r}")
     if value.startswith("/"):
         raise InvalidPath(f"{what} must be relative: {value!r} starts with '/'")
     if "\\" in value:
@@ -73,6 +93,9 @@ def split_segments(value: str, what: str) -> list[str]:
             raise InvalidPath(f"{what} has an empty segment: {value!r}")
         if seg in (".", ".."):
             raise InvalidPath(f"{what} must not contain a {seg!r} segment: {value!r}")
+        folded = unicodedata.normalize("NFKC", seg)
+        if folded in (".", "..") or "/" in folded or "\\" in folded:
+            raise InvalidPath(f"{what} has a segment that looks like {folded!r}: {value!r}")
         if len(seg.encode()) > MAX_SEGMENT_BYTES:
             raise InvalidPath(f"{what} has a segment longer than {MAX_SEGMENT_BYTES} bytes")
     return segments
@@ -113,6 +136,14 @@ def slotted_key(ws: str, root: str, path_segments: list[str],
     """workspaces/<ws>/storage/<root>/<path>/<filename>; returns (key, path-under-root)."""
     under = "/".join([*path_segments, *filename_segments])
     return "/".join(["workspaces", ws, "storage", root, under]), under
+
+
+def check_key_length(key: str) -> str:
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        raise InvalidPath(f"the storage path would be {size:,} bytes, over the limit of "
+                          f"{MAX_KEY_BYTES:,}; shorten flow, step, path or filename")
+    return key
 
 
 def folder_prefixes(path_under_root: str | None) -> list[str]:

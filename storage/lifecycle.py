@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping
 
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
-from .errors import Conflict
+from .errors import Conflict, from_os_error
 from .faults import fault
 from .records import Resource
 
@@ -91,7 +91,10 @@ class Lifecycle:
                 "idempotency": list(idempotency) if idempotency else None,
             }, self.now())
             fault("persist.before_publish")
-            writer.publish()
+            try:
+                writer.publish()
+            except OSError as exc:
+                self._refused(writer, intent, exc, res.path)
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
                 res.seq = self.catalog.next_seq(conn)
@@ -132,17 +135,41 @@ class Lifecycle:
                             "row": r.to_row(), "text": t, "idempotency": None}),
                      self.now())).lastrowid) for w, r, t in items]
             fault("persist.before_publish")
-            for writer, _, _ in items:
-                writer.publish(durable=False)
+            failed: dict[int, BaseException] = {}
+            for i, (writer, res, _) in enumerate(items):
+                try:
+                    writer.publish(durable=False)
+                except OSError as exc:
+                    # One refused item (a collision inside the batch) must not strand
+                    # the others' intents: they are committed, this one rolled back.
+                    try:
+                        self._refused(writer, intents[i], exc, res.path)
+                    except Exception as typed:       # noqa: BLE001 - re-raised below
+                        failed[i] = typed
             backend.sync_barrier()
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
-                for (_, res, text), intent in zip(items, intents):
+                for i, ((_, res, text), intent) in enumerate(zip(items, intents)):
+                    if i in failed:
+                        continue
                     res.seq = self.catalog.next_seq(conn)
                     self.catalog.upsert(conn, res, text)
                     self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
+            if failed:
+                raise next(iter(failed.values()))
         return out
+
+    def _refused(self, writer: BlobWriter, intent: int, exc: OSError, key: str) -> None:
+        """The filesystem refused a publish: nothing was placed, so the intent goes
+        (recovery must never roll it forward) and the staged bytes with it."""
+        writer.abort()
+        with self.catalog.transaction() as conn:
+            self.catalog.drop_intent(conn, intent)
+        typed = from_os_error(exc, key)
+        if typed is None:
+            raise exc
+        raise typed from exc
 
     # -- delete --------------------------------------------------------------------------
     def delete(self, resources: list[Resource]) -> None:
@@ -169,59 +196,84 @@ class Lifecycle:
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self) -> dict[str, int]:
-        """Finish or roll back what a crashed process left half-done."""
+        """Finish or roll back what a crashed process left half-done. One intent that
+        cannot be finished (the filesystem refuses its path, its payload is damaged) is
+        set aside in quarantine and reported; it never stops the start."""
         counts = {"rolled_back": 0, "rolled_forward": 0, "deletes_finished": 0,
-                  "staging_removed": 0}
+                  "staging_removed": 0, "quarantined": 0}
         with self.lock.held():
             for intent_id, kind, payload in self.catalog.intents():
-                backend = self.backends.get(payload.get("connection", "platform"))
-                if backend is None:
-                    continue
-                if kind == "persist":
-                    if backend.staging_exists(payload["staging"]):
-                        backend.discard_staging(payload["staging"])
-                        with self.catalog.transaction() as conn:
-                            self.catalog.drop_intent(conn, intent_id)
-                        counts["rolled_back"] += 1
-                        continue
-                    res = Resource.from_row(payload["row"])
-                    with self.catalog.transaction() as conn:
-                        try:
-                            backend.stat(res.path)
-                            exists = True
-                        except FileNotFoundError:
-                            exists = False
-                        current = self.catalog.get(res.id, conn)
-                        if exists and (current is None or current.sha256 != res.sha256
-                                       or current.version < res.version):
-                            res.seq = self.catalog.next_seq(conn)
-                            self.catalog.upsert(conn, res, payload.get("text") or "")
-                            idem = payload.get("idempotency")
-                            if idem:
-                                conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
-                                             (idem[0], idem[1]))
-                                self.catalog.put_idempotency(conn, idem[0], idem[1], idem[2],
-                                                             res.id, self.now())
-                            counts["rolled_forward"] += 1
-                        self.catalog.drop_intent(conn, intent_id)
-                elif kind == "gc":
-                    continue      # finished by the service (it knows what expired means)
-                elif kind == "delete":
-                    with self.catalog.transaction() as conn:
-                        still_used = self.catalog.by_location(conn, payload["connection"],
-                                                              payload["key"])
-                    if still_used is None:
-                        backend.delete(payload["key"])
-                    with self.catalog.transaction() as conn:
-                        self.catalog.drop_intent(conn, intent_id)
-                    counts["deletes_finished"] += 1
+                try:
+                    outcome = self._recover_one(intent_id, kind, payload)
+                except Exception as exc:      # noqa: BLE001 - one bad intent, not a crash
+                    self._quarantine_intent(intent_id, kind, payload, exc)
+                    outcome = "quarantined"
+                if outcome:
+                    counts[outcome] += 1
             for backend in self.backends.values():
-                for ref, _mtime in list(backend.list_staging()):
+                try:
+                    staged = list(backend.list_staging())
+                except OSError as exc:
+                    self.log(f"recovery: cannot list staged writes: {exc}")
+                    continue
+                for ref, _mtime in staged:
                     backend.discard_staging(ref)
                     counts["staging_removed"] += 1
         if any(counts.values()):
             self.log(f"recovery: {counts}")
         return counts
+
+    def _recover_one(self, intent_id: int, kind: str, payload: dict) -> str | None:
+        backend = self.backends.get(payload.get("connection", "platform"))
+        if backend is None:
+            return None
+        if kind == "persist":
+            if backend.staging_exists(payload["staging"]):
+                backend.discard_staging(payload["staging"])
+                with self.catalog.transaction() as conn:
+                    self.catalog.drop_intent(conn, intent_id)
+                return "rolled_back"
+            res = Resource.from_row(payload["row"])
+            try:
+                blob = backend.stat(res.path)
+            except FileNotFoundError:
+                blob = None
+            # Only the very bytes the intent promised are rolled forward: a folder, a
+            # link or a file of another size at the key is not this persist's blob.
+            exists = blob is not None and blob.size == res.size
+            outcome = None
+            with self.catalog.transaction() as conn:
+                current = self.catalog.get(res.id, conn)
+                if exists and (current is None or current.sha256 != res.sha256
+                               or current.version < res.version):
+                    res.seq = self.catalog.next_seq(conn)
+                    self.catalog.upsert(conn, res, payload.get("text") or "")
+                    idem = payload.get("idempotency")
+                    if idem:
+                        conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
+                                     (idem[0], idem[1]))
+                        self.catalog.put_idempotency(conn, idem[0], idem[1], idem[2],
+                                                     res.id, self.now())
+                    outcome = "rolled_forward"
+                self.catalog.drop_intent(conn, intent_id)
+            return outcome
+        if kind == "delete":
+            with self.catalog.transaction() as conn:
+                still_used = self.catalog.by_location(conn, payload["connection"],
+                                                      payload["key"])
+            if still_used is None:
+                backend.delete(payload["key"])
+            with self.catalog.transaction() as conn:
+                self.catalog.drop_intent(conn, intent_id)
+            return "deletes_finished"
+        return None       # gc: finished by the service (it knows what expired means)
+
+    def _quarantine_intent(self, intent_id: int, kind: str, payload: dict,
+                           exc: Exception) -> None:
+        """Move an intent recovery cannot finish out of the way, kept whole for an
+        operator (``doctor`` lists them), so the next start does not trip on it again."""
+        self.log(f"recovery: intent {intent_id} ({kind}) set aside: {exc!r}")
+        self.catalog.quarantine_intent(intent_id, kind, payload, repr(exc), self.now())
 
 
 def _json(obj: object) -> str:

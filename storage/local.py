@@ -7,19 +7,23 @@ at a time. Keys are resolved and checked so that nothing escapes the root.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import hashlib
 import os
+import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
 from .backend import BlobStat, BlobWriter, StorageBackend
-from .errors import InvalidPath, TooLarge
+from .errors import Conflict, InvalidPath, TooLarge, from_os_error
 
 STAGING_SUFFIX = ".part"
 BLOCK = 1024 * 1024
+#: Longest absolute path the kernel takes (PATH_MAX includes the final NUL).
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _HASHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
 
 try:
@@ -35,6 +39,22 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_regular(path: Path):
+    """Open a regular file for reading without following a final symlink; anything
+    else at the path (a link, a folder, a fifo) is reported as absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno in (
+                errno.ELOOP, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EISDIR):
+            raise FileNotFoundError(f"no regular file at {path}") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(f"no regular file at {path}")
+    return os.fdopen(fd, "rb")
 
 
 class LocalWriter(BlobWriter):
@@ -62,14 +82,25 @@ class LocalWriter(BlobWriter):
                 f"body exceeds the tier limit of {self.max_bytes:,} bytes; nothing was kept",
                 limit=self.max_bytes)
         self.size += len(chunk)
-        if not self._buf and len(chunk) >= BLOCK:
-            self._write_block(chunk)
-            return
-        # Small chunks (an HTTP body arrives in ~64 KiB pieces) are gathered into
-        # blocks: one write and one hash call per block, not per piece.
-        self._buf += chunk
-        if len(self._buf) >= BLOCK:
-            self._flush_buffer()
+        try:
+            if not self._buf and len(chunk) >= BLOCK:
+                self._write_block(chunk)
+                return
+            # Small chunks (an HTTP body arrives in ~64 KiB pieces) are gathered into
+            # blocks: one write and one hash call per block, not per piece.
+            self._buf += chunk
+            if len(self._buf) >= BLOCK:
+                self._flush_buffer()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        """A refused write (disk full above all) drops the staged file and says why."""
+        self.abort()
+        typed = from_os_error(exc, self.key)
+        if typed is None:
+            raise exc
+        raise typed from exc
 
     def _flush_buffer(self) -> None:
         with memoryview(self._buf) as view:
@@ -81,8 +112,12 @@ class LocalWriter(BlobWriter):
             # Hash on a helper thread while this one writes: both release the GIL, so
             # a large persist runs at the speed of the slower of the two, not their sum.
             done = _HASHERS.submit(self._hash.update, data)
-            self._fh.write(data)
-            done.result()
+            try:
+                self._fh.write(data)
+            finally:
+                # Wait even when the write fails: the hasher still holds a view of the
+                # buffer, and clearing it under that view is a BufferError.
+                done.result()
         else:
             self._hash.update(data)
             self._fh.write(data)
@@ -90,11 +125,14 @@ class LocalWriter(BlobWriter):
     def finish(self, durable: bool = True) -> None:
         # The handle (and its lock) stays open until publish or abort, so no recovery in
         # another process takes this staged file for abandoned in between.
-        if self._buf:
-            self._flush_buffer()
-        self._fh.flush()
-        if durable:
-            os.fsync(self._fh.fileno())
+        try:
+            if self._buf:
+                self._flush_buffer()
+            self._fh.flush()
+            if durable:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self._fail(exc)
         self.sha256 = self._hash.hexdigest()
 
     def read_staged(self, max_bytes: int) -> bytes:
@@ -138,12 +176,16 @@ class AdoptWriter(BlobWriter):
         self.max_bytes = max_bytes
         self.target = backend.path_for(key)
         self.staging_ref = ""          # nothing staged: recovery rolls such an intent forward
-        size = self.target.stat().st_size
+        # Never adopt through a symlink: a link in a slot folder could point at the
+        # catalog, the secret or another workspace's blob.
+        fh = _open_regular(self.target)
+        size = os.fstat(fh.fileno()).st_size
         if size > max_bytes:
+            fh.close()
             raise TooLarge(f"{key} is {size:,} bytes, over the tier limit of {max_bytes:,}")
         digest = hashlib.sha256()
         self.size = 0
-        with open(self.target, "rb") as fh:
+        with fh:
             while block := fh.read(BLOCK):
                 digest.update(block)
                 self.size += len(block)
@@ -156,7 +198,7 @@ class AdoptWriter(BlobWriter):
         pass
 
     def read_staged(self, max_bytes: int) -> bytes:
-        with open(self.target, "rb") as fh:
+        with _open_regular(self.target) as fh:
             return fh.read(max_bytes)
 
     def staged_path(self) -> str | None:
@@ -179,16 +221,48 @@ class LocalBackend(StorageBackend):
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        # Keys are validated by the layout already; this is the last line of defence
-        # against escaping the root (e.g. through a symlinked folder).
+        # Keys are validated by the layout already; this is the last line of defence:
+        # nothing below the root is ever reached through a symbolic link (a link in a
+        # slot folder could point at the catalog, the secret or another workspace).
         if key.startswith("/") or "\\" in key or "\x00" in key or \
                 any(seg in ("", ".", "..") for seg in key.split("/")):
             raise InvalidPath(f"invalid storage key {key!r}")
         path = (self.root / key)
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise InvalidPath(f"storage key {key!r} escapes the storage root")
+        if os.path.realpath(path) != str(path):
+            if not Path(os.path.realpath(path)).is_relative_to(self.root):
+                raise InvalidPath(f"storage key {key!r} escapes the storage root")
+            raise InvalidPath(f"storage key {key!r} goes through a symbolic link")
         return path
+
+    def check_target(self, key: str) -> None:
+        """Refuse, before any intent exists, a key the filesystem would refuse at
+        publish: a file where one of its folders must go, a folder (or a symlink) at
+        the key itself, or a path past the OS limits. Publish still translates the
+        refusal if a concurrent writer creates the collision in between."""
+        path = self.path_for(key)
+        if len(os.fsencode(path)) >= _PATH_MAX:
+            raise InvalidPath(f"the storage path of {key!r} is longer than the filesystem "
+                              f"allows ({_PATH_MAX - 1} bytes); shorten flow, step, path "
+                              f"or filename")
+        probe = self.root
+        parts = key.split("/")
+        for i, part in enumerate(parts):
+            probe = probe / part
+            try:
+                st = os.lstat(probe)
+            except FileNotFoundError:
+                return                    # nothing below a missing folder can collide
+            except OSError as exc:
+                raise from_os_error(exc, key) or exc
+            last = i == len(parts) - 1
+            if stat.S_ISLNK(st.st_mode):
+                raise InvalidPath(f"{'/'.join(parts[:i + 1])} is a symbolic link; "
+                                  f"resources are never written through links")
+            if last and stat.S_ISDIR(st.st_mode):
+                raise Conflict(f"a folder already lives at {key}; a file cannot replace it")
+            if not last and not stat.S_ISDIR(st.st_mode):
+                raise Conflict(f"a file already lives at {'/'.join(parts[:i + 1])}, where "
+                               f"a folder of {key} must go")
 
     def open_write(self, key: str, max_bytes: int) -> LocalWriter:
         return LocalWriter(self, key, max_bytes)
@@ -200,7 +274,7 @@ class LocalBackend(StorageBackend):
 
     def open_read(self, key: str, start: int = 0, end: int | None = None,
                   chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-        fh = open(self.path_for(key), "rb")  # raises FileNotFoundError up front
+        fh = _open_regular(self.path_for(key))    # raises FileNotFoundError up front
 
         def gen() -> Iterator[bytes]:
             with fh:
@@ -217,7 +291,17 @@ class LocalBackend(StorageBackend):
         return gen()
 
     def stat(self, key: str) -> BlobStat:
-        st = self.path_for(key).stat()
+        """The blob at ``key``: a regular file, never a folder or a symlink (recovery
+        must not take a folder that collided with a refused write for its blob)."""
+        try:
+            st = os.lstat(self.path_for(key))
+        except (NotADirectoryError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno in (
+                    errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+                raise FileNotFoundError(f"no blob at {key}") from exc
+            raise
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(f"no regular file at {key}")
         return BlobStat(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> bool:
@@ -237,19 +321,22 @@ class LocalBackend(StorageBackend):
         return True
 
     def list(self, prefix: str) -> Iterator[BlobStat]:
+        """Regular files below ``prefix``; symbolic links (to files or folders) are
+        neither listed nor followed, so doctor and watch never adopt or move them."""
         base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        if not base.exists() or base.is_symlink():
             return
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
             for name in sorted(filenames):
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.root).as_posix()
                 try:
-                    st = full.stat()
+                    st = os.lstat(full)
                 except FileNotFoundError:
                     continue
-                yield BlobStat(rel, st.st_size, st.st_mtime)
+                if stat.S_ISREG(st.st_mode):
+                    yield BlobStat(rel, st.st_size, st.st_mtime)
 
     def sync_barrier(self) -> None:
         """Make every write so far durable with one syncfs(2) of the data home's

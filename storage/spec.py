@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .mediatype import normalize as normalize_media_type
 from .errors import InvalidSpec
 from .records import SearchIndexOverrides
 
@@ -82,14 +83,18 @@ def parse_overrides(raw: Any, partial: bool = False) -> SearchIndexOverrides:
                                 source_label=label, include_raw_content=raw_content)
 
 
+def _why(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 def parse_spec(raw: Any) -> PersistSpec:
     if raw is None:
         raw = {}
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidSpec(f"persist spec is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise InvalidSpec(f"persist spec is not valid JSON: {_why(exc)}") from None
     if not isinstance(raw, dict):
         raise InvalidSpec("persist spec must be a JSON object")
     unknown = set(raw) - SPEC_KEYS
@@ -118,8 +123,8 @@ def parse_spec(raw: Any) -> PersistSpec:
     spec.search_index = parse_overrides(raw.get("search-index"))
     if raw.get("source-label") is not None:
         spec.search_index.source_label = _opt_str(raw, "source-label")
-    if spec.content_type is not None and ("/" not in spec.content_type or len(spec.content_type) > 255):
-        raise InvalidSpec(f"content-type {spec.content_type!r} is not a MIME type")
+    if spec.content_type is not None:
+        spec.content_type = normalize_media_type(spec.content_type)
     if spec.display_name is not None and len(spec.display_name) > 1000:
         raise InvalidSpec("display-name is longer than 1000 characters")
     return spec

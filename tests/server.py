@@ -125,7 +125,8 @@ class Server:
 
 
 def start_server(tmp: Path, public_url: str | None = None, keys: dict | None = None,
-                 extra_env: dict | None = None, timeout: float = 30.0) -> Server:
+                 extra_env: dict | None = None, timeout: float = 30.0,
+                 serve_args: tuple[str, ...] = ()) -> Server:
     """Make a data home under ``tmp``, create keys with the CLI, start the server and
     wait for /healthz. Stop it with ``stop_server``."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,8 @@ def start_server(tmp: Path, public_url: str | None = None, keys: dict | None = N
             for name, (ws, scopes) in (keys or KEY_SPECS).items()}
     log = tmp / "server.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([RESOURCES, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([RESOURCES, "serve", "--host", "127.0.0.1", "--port", str(port),
+                                 *serve_args],
                                 env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp,
                                 start_new_session=True)
     server = Server(base, port, home, clock_file, proc.pid, proc, made, log)

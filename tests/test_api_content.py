@@ -153,5 +153,6 @@ def test_content_disposition_and_nosniff(c):
     r = c.get(f"{WS}/resources/content", params={"uri": rec["uri"]})
     assert r.status_code == 200
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["content-disposition"].startswith("inline; filename*=UTF-8''")
+    # HTML is not an inert type: it is served as a download (issue 14, item 3).
+    assert r.headers["content-disposition"].startswith("attachment; filename*=UTF-8''")
     assert '"' not in r.headers["content-disposition"]
