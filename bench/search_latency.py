@@ -46,6 +46,10 @@ def shapes() -> list[Shape]:
               f"tags:{w['field_tag']}"),
         Shape("page5_cursor", f"page 5 through a cursor ({w['common']})", w["common"],
               w["common"], page=5),
+        # The same search as common_word plus meta.facets of all 7 fields (one
+        # aggregation); the FTS5 column is only the plain search (no facets there).
+        Shape("facets_all", f"{w['common']} + facets=all (7 fields)", w["common"], w["common"],
+              {"facets": "all"}),
     ]
 
 
@@ -83,7 +87,9 @@ def _http_request(shape: Shape, cursor: str | None) -> tuple[str, dict[str, Any]
 
 def http_requests(shape_list: list[Shape] | None = None) -> list[tuple[str, dict]]:
     """(path, httpx kwargs) of every first-page shape, for the load figure."""
-    return [_http_request(s, None) for s in (shape_list or shapes()) if s.page == 1]
+    # The load mix stays the search shapes of earlier runs (facets are the web view's).
+    return [_http_request(s, None) for s in (shape_list or shapes())
+            if s.page == 1 and "facets" not in s.params]
 
 
 def run(svc, fts, server_url: str | None, api_key: str | None, iters: int,

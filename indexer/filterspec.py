@@ -88,9 +88,22 @@ SEARCH_ONLY: tuple[Param, ...] = (
                           "any word, more matching words rank first.", choices=KEYWORD_MODES),
 )
 
-LIST_PARAMS: tuple[Param, ...] = FILTERS + PAGING
-SEARCH_PARAMS: tuple[Param, ...] = SEARCH_ONLY + FILTERS + PAGING
+#: Options that ride along with the filters: they never change which items come back,
+#: only how the total is counted and which per-value counts come with the page.
+OPTIONS: tuple[Param, ...] = (
+    Param("exact-total", "true: count every match. Without it meta.total is exact up to "
+                         "10,000 and beyond that 10,000 with meta.total-relation gte.",
+          metavar="true|false"),
+    Param("facets", "Counts per value in meta.facets, one pass: comma list of type, tier, "
+                    "storage-root, slot, content-major, tag, workflow-id (or all).",
+          metavar="NAMES"),
+    Param("facet-size", "Values per facet, 1 to 200 (default 20).", integer=True,
+          minimum=1, maximum=200, metavar="N"),
+)
+LIST_PARAMS: tuple[Param, ...] = FILTERS + OPTIONS + PAGING
+SEARCH_PARAMS: tuple[Param, ...] = SEARCH_ONLY + FILTERS + OPTIONS + PAGING
 FILTER_NAMES: tuple[str, ...] = tuple(p.name for p in FILTERS)
+OPTION_NAMES: tuple[str, ...] = tuple(p.name for p in OPTIONS)
 
 
 class UnknownParameter(BadRequest):

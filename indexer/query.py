@@ -154,6 +154,20 @@ def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIM
     return limit
 
 
+def parse_flag(value: Any, name: str) -> bool:
+    """A boolean option from a query parameter, CLI flag or Python value."""
+    if value in (None, "", False):
+        return False
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidSpec(f"{name} must be true or false, not {value!r}")
+
+
 # -- cursors -----------------------------------------------------------------------------
 #: Deepest result a ranked page may start at (Elasticsearch's ``max_result_window``):
 #: Tantivy allocates per skipped hit, so an unbounded offset is a memory bomb.
@@ -299,10 +313,13 @@ def _any_of(schema: tantivy.Schema, name: str, values: list[str]) -> tantivy.Que
         [(tantivy.Occur.Should, _term(schema, name, v)) for v in values])
 
 
-def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int) -> list:
-    must = [_term(schema, "workspace", workspace),
-            tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer,
-                                      now + 1, 2**63 - 1)]
+def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int
+                   ) -> tuple[list[tantivy.Query], list[tantivy.Query]]:
+    """(clauses a document must match, clauses it must not match) for the filters.
+
+    Expiry is not among them: see ``expired_query``."""
+    must = [_term(schema, "workspace", workspace)]
+    must_not: list[tantivy.Query] = []
     types = sorted(set(f.types))
     sources = sorted(set(f.content_sources))
     if types:
@@ -341,10 +358,17 @@ def filter_clauses(schema: tantivy.Schema, workspace: str, f: Filters, now: int)
             schema, "size", tantivy.FieldType.Integer,
             f.min_size if f.min_size is not None else 0,
             f.max_size if f.max_size is not None else 2**63 - 1))
-    clauses = [(tantivy.Occur.Must, q) for q in must]
     if f.exclude_tier:
-        clauses.append((tantivy.Occur.MustNot, _term(schema, "tier", f.exclude_tier)))
-    return clauses
+        must_not.append(_term(schema, "tier", f.exclude_tier))
+    return must, must_not
+
+
+def expired_query(schema: tantivy.Schema, now: int) -> tantivy.Query:
+    """Documents expired at ``now`` but not yet swept by gc: a search excludes them.
+
+    Answered from the term dictionary (``expires`` is not a fast field, schema.py): it
+    holds only the few unswept documents, so it costs next to nothing to run alone."""
+    return tantivy.Query.range_query(schema, "expires", tantivy.FieldType.Integer, 0, now)
 
 
 def fingerprint(workspace: str, q: str, f: Filters, mode: str, order: str) -> str:

@@ -5,17 +5,22 @@ mismatch makes the next start rebuild the index from the catalog.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import tantivy
 
 from storage.layout import folder_prefixes
 from storage.records import Resource
 
-SCHEMA_VERSION = 4      # 4: updated, size, name_sort (sort, since/until, size filters)
+SCHEMA_VERSION = 5      # 4: facet fields fast, expires not fast; 5: updated, size, name_sort
 
 #: Exact (raw-tokenized) fields: filters and `field:value` terms, case-sensitive.
 EXACT_FIELDS = ("workspace", "type", "tier", "storage_backend", "storage_root",
                 "path_under_root", "path_prefix", "content_type", "content_major", "flow",
                 "step", "workflow_id", "slot", "tag", "uri")
+#: Exact fields that are also fast (columnar): one-pass facet counts (indexer/facets.py)
+#: aggregate on them. Version 4 added them.
+FAST_FIELDS = ("type", "tier", "storage_root", "slot", "content_major", "tag", "workflow_id")
 #: Tokenized free-text fields, searched by plain words (with their boosts).
 TEXT_FIELDS = {"display_name": 2.0, "filename": 2.0, "path": 1.0, "content": 1.0,
                "tags": 1.5, "source_label": 1.0}
@@ -23,22 +28,29 @@ TEXT_FIELDS = {"display_name": 2.0, "filename": 2.0, "path": 1.0, "content": 1.0
 SNIPPET_FIELDS = ("content", "display_name", "filename", "path", "tags", "source_label")
 
 
-def build_schema() -> tantivy.Schema:
+def build_schema(extra: Callable[[tantivy.SchemaBuilder], Any] | None = None
+                 ) -> tantivy.Schema:
+    """The schema; ``extra`` may add fields (bench/tenancy.py compares variants)."""
     sb = tantivy.SchemaBuilder()
     sb.add_text_field("id", stored=True, tokenizer_name="raw")
     for name in EXACT_FIELDS:
-        sb.add_text_field(name, stored=False, tokenizer_name="raw")
+        sb.add_text_field(name, stored=False, tokenizer_name="raw", fast=name in FAST_FIELDS)
     for name in TEXT_FIELDS:
         sb.add_text_field(name, stored=True, tokenizer_name="default",
                           index_option="position")
     # Newest-first order and keyset cursors: a unique, increasing write sequence.
     sb.add_integer_field("seq", stored=True, indexed=True, fast=True)
-    # Expired resources drop out of search at once, before gc removes them.
-    sb.add_integer_field("expires", stored=False, indexed=True, fast=True)
+    # Expired resources drop out of search at once, before gc removes them: a MustNot of
+    # the *expired* range. Indexed but deliberately not fast: Tantivy then answers the
+    # range from the term dictionary (the few expired, unswept documents) instead of
+    # scanning a column of every document per query (version 4; bench/tenancy.py).
+    sb.add_integer_field("expires", stored=False, indexed=True, fast=False)
     # since/until, min-size/max-size and the sorts other than relevance and newest.
     sb.add_integer_field("updated", stored=False, indexed=True, fast=True)
     sb.add_integer_field("size", stored=False, indexed=True, fast=True)
     sb.add_text_field("name_sort", stored=False, fast=True, tokenizer_name="raw")
+    if extra is not None:
+        extra(sb)
     return sb.build()
 
 

@@ -160,14 +160,14 @@ def collect(fetch: Callable[[int, str | None, int | None], Page], limit: int, of
     directly; newest-first lists (keyset cursors) walk past ``offset`` items first.
     """
     items: list[dict[str, Any]] = []
-    total = 0
+    total, relation = 0, "eq"
     resumed = cursor is not None
     start = offset if ranked and not cursor else None
     skip = 0 if ranked or cursor else offset
     exhausted = False
     while skip > 0:
         page = fetch(min(100, skip), cursor, None)
-        total, cursor = page.total, page.next_cursor
+        total, relation, cursor = page.total, page.total_relation, page.next_cursor
         skip -= len(page.items)
         if not page.items or cursor is None:
             exhausted = True
@@ -176,15 +176,16 @@ def collect(fetch: Callable[[int, str | None, int | None], Page], limit: int, of
     while remaining > 0:
         page = fetch(min(100, remaining), cursor, start)
         start = None
-        total, cursor = page.total, page.next_cursor
+        total, relation, cursor = page.total, page.total_relation, page.next_cursor
         items.extend(item(r, base, page if ranked else None) for r in page.items)
         remaining -= len(page.items)
         if not page.items or cursor is None:
             break
-    if exhausted or (not resumed and offset + len(items) >= total):
+    # A "gte" total is only a lower bound: the core's cursor alone says what follows.
+    if exhausted or (not resumed and relation == "eq" and offset + len(items) >= total):
         cursor = None          # nothing after this page
     return {"items": items, "total": total, "limit": limit, "offset": offset,
-            "nextCursor": cursor}
+            "nextCursor": cursor, "totalRelation": relation}
 
 
 # -- read routes -------------------------------------------------------------------------------
@@ -480,7 +481,10 @@ def _paths() -> dict[str, Any]:
     page = {"type": "object", "required": ["items", "total", "limit", "offset", "nextCursor"],
             "properties": {"items": {"type": "array", "items": item_schema},
                            "total": integer, "limit": integer, "offset": integer,
-                           "nextCursor": ns, "mode": s}}
+                           "nextCursor": ns, "mode": s,
+                           "totalRelation": {"type": "string", "enum": ["eq", "gte"],
+                                             "description": "gte: total is a lower bound "
+                                             "(past 10,000 matches without exact-total=true)"}}}
     rec = {"type": "object", "required": ["uri", "id", "type", "sizeBytes", "sha256", "webUrl"],
            "properties": {"uri": s, "id": s, "type": s, "sizeBytes": integer, "sha256": s,
                           "version": integer, "webUrl": s, "displayName": s,

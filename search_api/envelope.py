@@ -25,8 +25,11 @@ def page(p: Page, base_url: str, search: bool = False) -> dict:
             item["score"] = p.scores.get(res.id, 0.0)
             item["snippet"] = p.snippets.get(res.id, "")
         items.append(item)
-    meta: dict[str, Any] = {"total": p.total, "count": len(items), "limit": p.limit,
+    meta: dict[str, Any] = {"total": p.total, "total-relation": p.total_relation,
+                            "count": len(items), "limit": p.limit,
                             "next-cursor": p.next_cursor}
+    if p.facets is not None:
+        meta["facets"] = p.facets
     if p.mode:
         meta["mode"] = p.mode
     return {"data": {"items": items}, "meta": meta}

@@ -81,8 +81,20 @@ def document(server_url: str = "") -> dict[str, Any]:
             "data": {"type": "object", "properties": {"items": {
                 "type": "array", "items": {"$ref": "#/components/schemas/SearchItem"}}}},
             "meta": {"type": "object", "properties": {
-                "total": {"type": "integer"}, "count": {"type": "integer"},
-                "limit": {"type": "integer"}, "next-cursor": _NSTR}}}},
+                "total": {"type": "integer"},
+                "total-relation": {"type": "string", "enum": ["eq", "gte"],
+                                   "description": "gte: total is a lower bound"},
+                "count": {"type": "integer"},
+                "limit": {"type": "integer"}, "next-cursor": _NSTR,
+                "facets": {"type": "object", "description": "Per facet asked: buckets "
+                           "[{value, count}] by count, missing (no value), other (left "
+                           "out past facet-size), exact",
+                           "additionalProperties": {"$ref": "#/components/schemas/Facet"}}}}}},
+        "Facet": {"type": "object", "properties": {
+            "buckets": {"type": "array", "items": {"type": "object", "properties": {
+                "value": _STR, "count": {"type": "integer"}}}},
+            "missing": {"type": "integer"}, "other": {"type": "integer"},
+            "exact": {"type": "boolean"}}},
         "Envelope": {"type": "object", "required": ["data"], "properties": {
             "data": {}, "meta": {"type": "object"}}},
         "PersistSpec": {"type": "object", "properties": {

@@ -75,7 +75,8 @@ def render(env: dict, cols: int) -> list[str]:
         items = data["items"]
         lines = _items(items, cols)
         if "total" in meta:
-            lines.append(fit(f"{len(items)} of {meta['total']}", cols))
+            at_least = "+" if meta.get("total-relation") == "gte" else ""   # a lower bound
+            lines.append(fit(f"{len(items)} of {meta['total']}{at_least}", cols))
         if meta.get("next-cursor"):
             # Never cut: the cursor must be copied whole.
             lines.append(f"next page: --cursor {meta['next-cursor']}")

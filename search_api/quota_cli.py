@@ -39,7 +39,8 @@ def register(main: click.Group, format_option: Callable, run: Callable) -> None:
 
     @quota.command(name="set")
     @click.argument("workspace")
-    @click.option("--tier", type=click.Choice(["retained", "ephemeral"]), required=True)
+    @click.option("--tier", type=click.Choice(["retained", "ephemeral"]), required=True,
+                  help="The tier the limits apply to.")
     @click.option("--max-bytes", type=int, default=None, help="Byte limit (omit: none).")
     @click.option("--max-resources", type=int, default=None,
                   help="Resource limit (omit: none).")

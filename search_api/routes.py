@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from indexer.filterspec import FILTER_NAMES, LIST_PARAMS, SEARCH_PARAMS, check_known
+from indexer.filterspec import (FILTER_NAMES, LIST_PARAMS, OPTION_NAMES, SEARCH_PARAMS,
+                                check_known)
 from storage.clock import rfc3339
 from storage import mediatype
 from storage.errors import BadRequest, InvalidSpec, StorageFull, TooLarge
@@ -47,7 +48,7 @@ async def principal(request: Request, scope: str, workspace: str | None = None) 
 
 def filter_params(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in FILTER_NAMES:
+    for key in (*FILTER_NAMES, *OPTION_NAMES):
         values = request.query_params.getlist(key)
         if values:
             out[key] = values if len(values) > 1 else values[0]

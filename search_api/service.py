@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from indexer.extract import extract
+from indexer.facets import parse_facet_size, parse_facets
 from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
-from indexer.query import (Filters, check_window, decode_cursor, encode_cursor,
-                           fingerprint, parse_limit, parse_text)
+from indexer.query import (MAX_RESULT_WINDOW, Filters, check_window, decode_cursor, encode_cursor,
+                           fingerprint, parse_flag, parse_limit, parse_text)
 from indexer.detect import guess_content_type, sniff
 from indexer.schema import effective_content
 from storage import clock
@@ -60,6 +61,8 @@ class Page:
     scores: dict[str, float] = field(default_factory=dict)
     snippets: dict[str, str] = field(default_factory=dict)
     mode: str | None = None
+    total_relation: str = "eq"            # "gte": total is a lower bound (the threshold)
+    facets: dict[str, Any] | None = None  # indexer.facets.read_aggregation's shape
 
 
 @dataclass
@@ -455,9 +458,19 @@ class ResourceService(ViewsMixin, UploadsMixin):
     def search(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                limit: Any = None, cursor: str | None = None, keyword_mode: str = "all",
                offset: int | None = None) -> Page:
+        """One page of a search (``q``) or of a newest-first list (no ``q``).
+
+        Besides the filters, ``params`` may hold ``exact-total`` (count past the
+        threshold; default no: beyond 10,000 the total is a lower bound with
+        ``total_relation`` "gte"), ``facets`` (names or ``all``: counts per value in one
+        aggregation, ``Page.facets``) and ``facet-size``. None of them changes which
+        items come back, so cursors do not depend on them."""
         check_workspace(workspace)
         params = params or {}
         filters = Filters.from_params(params)
+        exact_total = parse_flag(params.get("exact-total"), "exact-total")
+        facet_names = parse_facets(params.get("facets"))
+        facet_size = parse_facet_size(params.get("facet-size"))
         if filters.slot:
             slot = self._slot(workspace, filters.slot)
             filters.storage_backend = self.backends[slot.connection].family
@@ -484,26 +497,33 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 before_seq = value
         if order == "newest" and offset:
             raise InvalidSpec("offset paging applies to ranked search; use the cursor")
-        if order == "score":
+        if order != "newest":
             check_window(start, limit)
-        # Browsing fetches one extra hit to know whether a next page exists.
-        fetch = limit + 1 if order == "newest" else limit
-        page = self.index.search(workspace, text_query, filters, int(self.now()), fetch,
-                                 offset=start, before_seq=before_seq, order_by=order_by)
-        more = len(page.hits) > limit
-        page.hits = page.hits[:limit]
+        now = int(self.now())
+        # One searcher (one commit) for the page and its facets: the counts agree with it.
+        searcher = self.index.searcher()
+        page = self.index.search(workspace, text_query, filters, now, limit,
+                                 offset=start, before_seq=before_seq, exact_total=exact_total,
+                                 searcher=searcher, order_by=order_by)
+        # One catalog query for the page's records; snippets were made for these hits only.
         records = self.catalog.get_many([h.id for h in page.hits])
         items = [records[h.id] for h in page.hits if h.id in records]
         next_cursor = None
-        if order == "newest":
-            if more:
-                next_cursor = encode_cursor("seq", page.hits[-1].seq, fp,
-                                            self.signer.cursor_secret)
-        elif len(page.hits) == limit and start + limit < page.total:
-            next_cursor = encode_cursor("off", start + limit, fp, self.signer.cursor_secret)
+        # An offset page at the end of the ranked window offers no next page: its cursor
+        # could only be refused (MAX_RESULT_WINDOW).
+        if page.more and (order == "newest" or start + 2 * limit <= MAX_RESULT_WINDOW):
+            secret = self.signer.cursor_secret
+            next_cursor = (encode_cursor("seq", page.hits[-1].seq, fp, secret)
+                           if order == "newest" else
+                           encode_cursor("off", start + limit, fp, secret))
+        facets = None
+        if facet_names:
+            facets = self.index.facets(workspace, text_query, filters, now, facet_names,
+                                       facet_size, searcher=searcher)
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
-                    snippets={h.id: h.snippet for h in page.hits})
+                    snippets={h.id: h.snippet for h in page.hits},
+                    total_relation=page.relation, facets=facets)
 
     def list(self, workspace: str, params: dict[str, Any] | None = None, limit: Any = None,
              cursor: str | None = None) -> Page:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from indexer.query import Filters, parse_text
 from storage.layout import check_workspace
 from storage.records import Resource
 
@@ -15,6 +14,33 @@ from .auth import Principal
 
 if TYPE_CHECKING:
     from .service import ResourceService  # noqa: F401
+
+
+def web_facets(page: Any, tiers: list[str], max_roots: int = 100) -> dict[str, Any]:
+    """The web view's facet lists from a search page asked with ``facets=all``.
+
+    Type and tier list every possible value (0 when nothing matches); storage roots are
+    the values found plus a ``None`` bucket for resources without a root. The counts
+    come from the same query as ``page.total`` (one aggregation, indexer/facets.py)."""
+    raw = page.facets or {}
+
+    def counts(name: str) -> dict[str, int]:
+        return {b["value"]: b["count"] for b in raw.get(name, {}).get("buckets", [])}
+
+    def pairs(name: str) -> list[tuple[str, int]]:
+        return [(b["value"], b["count"]) for b in raw.get(name, {}).get("buckets", [])]
+    types, tier_counts = counts("type"), counts("tier")
+    roots: list[tuple[str | None, int]] = list(pairs("storage-root"))[:max_roots]
+    root_facet = raw.get("storage-root", {})
+    capped = bool(root_facet.get("other"))
+    if not capped:
+        roots.append((None, int(root_facet.get("missing", 0))))
+    return {"total": page.total, "total-relation": page.total_relation,
+            "type": [(t, types.get(t, 0)) for t in ("file", "result")],
+            "tier": [(t, tier_counts.get(t, 0)) for t in tiers],
+            "storage-root": roots, "roots-capped": capped,
+            "slot": pairs("slot"), "content-major": pairs("content-major"),
+            "tag": pairs("tag"), "workflow-id": pairs("workflow-id")}
 
 
 class ViewsMixin:
@@ -31,47 +57,12 @@ class ViewsMixin:
 
     def facets(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                keyword_mode: str = "all", max_roots: int = 100) -> dict[str, Any]:
-        """Exact counts per type, tier and storage root of what the same search matches.
-
-        Each count is the same query and filters with that one value as an extra filter
-        (the index's own total), so the numbers always agree with ``meta.total``. A
-        resource has one type, one tier and at most one root, so the ``None`` root
-        bucket is the remainder."""
-        from dataclasses import replace
-        check_workspace(workspace)
-        filters = Filters.from_params(params or {})
-        if filters.slot:
-            slot = self._slot(workspace, filters.slot)
-            filters.storage_backend = self.backends[slot.connection].family
-            filters.storage_root = slot.root
-        text_query = parse_text(self.index._current(), q or "", keyword_mode)
-        now = int(self.now())
-
-        def count(f: Filters) -> int:
-            return self.index.search(workspace, text_query, f, now, 1, snippets=False).total
-
-        total = count(filters)
-        types = []
-        for t in ("file", "result"):
-            excluded = (filters.types and t not in filters.types) or \
-                (filters.content_sources and t not in filters.content_sources)
-            types.append((t, 0 if excluded or not total else count(replace(filters, types=[t]))))
-        tiers = []
-        for t in self.settings.tiers:
-            excluded = (filters.tier and filters.tier != t) or filters.exclude_tier == t
-            tiers.append((t, 0 if excluded or not total else count(replace(filters, tier=t))))
-        known = [r[0] for r in self.catalog.conn.execute(
-            "SELECT DISTINCT storage_root FROM resources WHERE workspace = ? AND "
-            "storage_root IS NOT NULL ORDER BY 1 LIMIT ?", (workspace, max_roots + 1))]
-        roots: list[tuple[str | None, int]] = []
-        for r in known[:max_roots]:
-            excluded = filters.storage_root is not None and filters.storage_root != r
-            roots.append((r, 0 if excluded or not total
-                          else count(replace(filters, storage_root=r))))
-        if len(known) <= max_roots:
-            roots.append((None, total - sum(n for _, n in roots)))
-        return {"total": total, "type": types, "tier": tiers, "storage-root": roots,
-                "roots-capped": len(known) > max_roots}
+        """Counts per type, tier, storage root (and slot, content major, tag, workflow) of
+        what the same search matches: one search (the total) and one aggregation."""
+        page = self.search(workspace, q, {**(params or {}), "facets": "all",
+                                          "facet-size": min(max_roots, 200)},
+                           1, None, keyword_mode)
+        return web_facets(page, list(self.settings.tiers), max_roots)
 
     def storage_roots(self, workspace: str) -> list[str]:
         return [r[0] for r in self.catalog.conn.execute(
@@ -128,7 +119,8 @@ class ViewsMixin:
         items: list[Resource] = []
         cursor, total = None, 0
         while len(items) < max_items:
-            page = self.workflow_resources(workspace, workflow_id, None, 100, cursor)
+            page = self.search(workspace, None, {"workflow-id": workflow_id,
+                                                 "exact-total": True}, 100, cursor)
             items.extend(page.items)
             total, cursor = page.total, page.next_cursor
             if not cursor:

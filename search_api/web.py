@@ -39,6 +39,7 @@ from .observe import note_principal
 from .routes import content_response
 from .service import ResourceService
 from .signing import load_secret
+from .views import web_facets
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -49,7 +50,7 @@ SESSION_MAX_AGE = 12 * 3600
 PAGE_SIZE = 20
 PICKER_PAGE_SIZE = 24
 #: The filters the search page offers (a subset of the API's, same kebab-case names).
-SEARCH_FILTERS = ("type", "tier", "slot", "storage-root", "path-prefix", "accept")
+SEARCH_FILTERS = ("type", "tier", "slot", "storage-root", "path-prefix", "accept", "tag")
 
 #: Pages: only our own scripts, styles and images; no framing by other sites.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -313,9 +314,12 @@ async def search_page(request: Request) -> Response:
     cursor = qp.get("cursor") or None
     result, facets, error, status = None, None, None, 200
     try:
-        result = await run_in_threadpool(service.search, ws, q, params,
+        # One search answers the page, the total and every facet count (one aggregation
+        # in the same call) instead of a counting search per facet value.
+        result = await run_in_threadpool(service.search, ws, q,
+                                         {**params, "facets": "all", "facet-size": 100},
                                          qp.get("limit") or PAGE_SIZE, cursor)
-        facets = await run_in_threadpool(service.facets, ws, q, params)
+        facets = web_facets(result, list(service.settings.tiers))
     except BadRequest as exc:
         error, status = exc.message, 400
     slots = await run_in_threadpool(service.list_slots, ws)

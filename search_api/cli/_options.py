@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 from click.shell_completion import CompletionItem
 
-from indexer.filterspec import FILTERS, KEYWORD_MODES, PAGING, TIERS, Param
+from indexer.filterspec import FILTERS, KEYWORD_MODES, OPTIONS, PAGING, TIERS, Param
 
 
 class CommaChoice(click.ParamType):
@@ -71,14 +71,17 @@ def _option(p: Param) -> Callable:
     return click.option(p.option, p.name.replace("-", "_"), **kw)
 
 
-CLI_FILTERS = FILTERS
+CLI_FILTERS = FILTERS + tuple(p for p in OPTIONS if p.name != "exact-total")
 
 
 def filter_options(f: Callable) -> Callable:
     """Every filter of the spec (aliases hidden from help), then --limit and --cursor."""
     for p in reversed(CLI_FILTERS + PAGING):
         f = _option(p)(f)
-    return f
+    # A flag on the command line (the wire form is exact-total=true).
+    return click.option("--exact-total", "exact_total", is_flag=True, default=False,
+                        help="Count every match (else past 10,000 meta.total is a lower "
+                             "bound, meta.total-relation gte).")(f)
 
 
 def paging_options(f: Callable) -> Callable:
@@ -90,6 +93,8 @@ def paging_options(f: Callable) -> Callable:
 def collect_filters(kwargs: dict) -> dict:
     """Pop the filter options out of a command's kwargs as API parameters."""
     params: dict[str, Any] = {}
+    if kwargs.pop("exact_total", False):
+        params["exact-total"] = "true"
     for p in CLI_FILTERS:
         value = kwargs.pop(p.name.replace("-", "_"))
         if isinstance(value, tuple):
