@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from indexer.follower import IndexFollower
 from storage.config import Settings
 from storage.errors import RangeNotSatisfiable, ResourceError
 
@@ -45,7 +46,7 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class Background:
-    """Index catch-up (other processes' writes, busy writers) and periodic gc."""
+    """The periodic gc of `serve` (the index follows in its own thread: IndexFollower)."""
 
     def __init__(self, service: ResourceService, sync_interval: float = 1.0) -> None:
         self.service = service
@@ -65,8 +66,6 @@ class Background:
         next_gc = svc.now() + svc.settings.gc_interval_seconds
         while not self._stop.wait(self.sync_interval):
             try:
-                if svc.catalog.outbox_size():
-                    svc.index.try_sync()
                 gc = getattr(svc, "gc", None)
                 if gc is not None and svc.now() >= next_gc:
                     next_gc = svc.now() + svc.settings.gc_interval_seconds
@@ -77,18 +76,29 @@ class Background:
 
 def create_app(service: ResourceService | None = None, settings: Settings | None = None,
                background: bool = True) -> Starlette:
+    """The app. With ``background`` (serve) an index follower runs and writes are
+    acknowledged once durable (``RESOURCES_WRITE_ACK=indexed``: once searchable);
+    without it, writes keep waiting for the index, as in the library."""
     service = service or ResourceService(settings or Settings.from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bg = Background(service) if background else None
+        follower = None
         if bg:
+            follower = IndexFollower(service.index, log=service.log).start()
+            service.follower = follower
+            service.wait_default = service.settings.write_ack == "indexed"
             bg.start()
         try:
             yield
         finally:
             if bg:
                 bg.stop()
+            if follower is not None:
+                service.wait_default = True
+                service.follower = None
+                follower.stop()
 
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles

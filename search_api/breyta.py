@@ -35,7 +35,7 @@ from storage.records import Resource
 
 from .auth import READ, WRITE, Principal
 from .openapi import EXTRA_PATHS, _err, _q
-from .routes import content_response, filter_params, json_body, stream_body, svc
+from .routes import content_response, filter_params, json_body, stream_body, svc, wait_for
 from .service import Page
 
 #: Lists answer at most this many items (the core pages at 100; we walk its cursor).
@@ -325,15 +325,20 @@ async def search_index(request: Request) -> Response:
     if op != "show":
         p.require(ws, WRITE)
     service = svc(request)
+    # This face promises "searchable at once" for search-index changes: it waits unless
+    # the caller asks for wait-for=durable.
+    wait = wait_for(request)
+    wait = True if wait is None else wait
     if op == "update":
         raw = body.get("searchIndex", body.get("search-index"))
         if raw is None:
             raise BadRequest("searchIndex is required for update")
-        await run_in_threadpool(service.update_overrides, ws, uri, parse_search_index(raw))
+        await run_in_threadpool(service.update_overrides, ws, uri, parse_search_index(raw),
+                                False, wait)
     elif op == "clear":
-        await run_in_threadpool(service.clear_overrides, ws, uri)
+        await run_in_threadpool(service.clear_overrides, ws, uri, wait)
     elif op == "reindex":
-        await run_in_threadpool(service.reindex_resource, ws, uri)
+        await run_in_threadpool(service.reindex_resource, ws, uri, wait)
     res, text, tags = await run_in_threadpool(service.search_document, ws, uri)
     base = base_url(request)
     out: dict[str, Any] = {
@@ -351,7 +356,7 @@ async def search_index(request: Request) -> Response:
 @breyta
 async def delete_file(request: Request) -> Response:
     _, ws = await who(request, WRITE)
-    res = await run_in_threadpool(svc(request).delete, ws, _uri(request))
+    res = await run_in_threadpool(svc(request).delete, ws, _uri(request), wait_for(request))
     return JSONResponse({"uri": res.uri, "deleted": True})
 
 
@@ -406,7 +411,8 @@ async def upload_complete(request: Request) -> Response:
     uri, session_id = body.get("uri"), body.get("upload-session-id")
     if not isinstance(uri, str) or not uri or not isinstance(session_id, str) or not session_id:
         raise BadRequest("uri and upload-session-id are required")
-    res = await run_in_threadpool(svc(request).upload_complete, ws, uri, session_id)
+    res = await run_in_threadpool(svc(request).upload_complete, ws, uri, session_id,
+                                  wait_for(request))
     return JSONResponse({"uri": res.uri, "content-type": res.content_type,
                          "size-bytes": res.size})
 

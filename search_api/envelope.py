@@ -29,6 +29,8 @@ def page(p: Page, base_url: str, search: bool = False) -> dict:
                             "next-cursor": p.next_cursor}
     if p.mode:
         meta["mode"] = p.mode
+    if p.index is not None:
+        meta["index"] = p.index
     return {"data": {"items": items}, "meta": meta}
 
 
