@@ -3,6 +3,7 @@ background work of `serve` (index catch-up and the retention sweep)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from typing import AsyncIterator
@@ -67,7 +68,11 @@ class Background:
         while not self._stop.wait(self.sync_interval):
             try:
                 gc = getattr(svc, "gc", None)
-                if gc is not None and svc.now() >= next_gc:
+                # One sweeper across `serve --workers N`: the process that writes the
+                # index (two sweeps could race a slot rewrite that reuses an id).
+                follower = getattr(svc, "follower", None)
+                leading = follower is None or follower.leading
+                if gc is not None and leading and svc.now() >= next_gc:
                     next_gc = svc.now() + svc.settings.gc_interval_seconds
                     gc(dry_run=False)
             except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
@@ -75,10 +80,11 @@ class Background:
 
 
 def create_app(service: ResourceService | None = None, settings: Settings | None = None,
-               background: bool = True) -> Starlette:
+               background: bool = True, lead: bool = True) -> Starlette:
     """The app. With ``background`` (serve) an index follower runs and writes are
     acknowledged once durable (``RESOURCES_WRITE_ACK=indexed``: once searchable);
-    without it, writes keep waiting for the index, as in the library."""
+    without it, writes keep waiting for the index, as in the library. ``lead=False``:
+    this process never writes the index (a separate `resources indexer` does)."""
     service = service or ResourceService(settings or Settings.from_env())
 
     @contextlib.asynccontextmanager
@@ -86,7 +92,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
         bg = Background(service) if background else None
         follower = None
         if bg:
-            follower = IndexFollower(service.index, log=service.log).start()
+            follower = IndexFollower(service.index, lead=lead, log=service.log).start()
             service.follower = follower
             service.wait_default = service.settings.write_ack == "indexed"
             bg.start()
@@ -112,3 +118,10 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
         ResourceError: resource_error, HTTPException: http_error, Exception: internal_error})
     app.state.service = service
     return app
+
+
+def app_from_env() -> Starlette:
+    """What each process of `serve --workers N` runs (uvicorn imports it by name): the
+    settings come from the environment the parent set up."""
+    return create_app(settings=Settings.from_env(),
+                      lead=os.environ.get("RESOURCES_INDEXER", "1") != "0")

@@ -461,6 +461,9 @@ def _paths() -> dict[str, Any]:
         {"name": "X-Breyta-Client", "in": "header", "required": False, "schema": s,
          "description": "cli"}]
     uri = _q("uri", "Resource uri, res://v1/ws/<ws>/<type>/<id>", required=True)
+    wait = _q("wait-for", "indexed: answer once this node's searches show the change; "
+                          "durable: once saved (search-index waits unless durable)",
+              schema={"type": "string", "enum": ["indexed", "durable"]})
     integer = {"type": "integer"}
     limit_list = _q("limit", "Page size 1..1000 (default 10)",
                     schema={"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
@@ -553,9 +556,9 @@ def _paths() -> dict[str, Any]:
         "/api/resources/workflow/{wf}/step/{step}": {"get": op("workflow step", [
             wf, step, limit_list, offset, cursor], {"200": ok(page)})},
         "/api/resources/search-index": {"post": op(
-            "search-index show / update / clear / reindex", [], {"200": ok(si_reply)},
+            "search-index show / update / clear / reindex", [wait], {"200": ok(si_reply)},
             json_body_of(si_schema))},
-        "/api/files/by-uri": {"delete": op("delete (blob, record and index entry)", [uri], {
+        "/api/files/by-uri": {"delete": op("delete (blob, record and index entry)", [uri, wait], {
             "200": ok({"type": "object", "required": ["uri", "deleted"],
                        "properties": {"uri": s, "deleted": {"type": "boolean"}}})})},
         "/api/files/uploads/init": {"post": op("upload, step 1: reserve the uri", [], {
@@ -572,7 +575,7 @@ def _paths() -> dict[str, Any]:
             "409": _err("Session already completed"), "413": _err("Over the tier limit")},
             {"required": False, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}})},
-        "/api/files/uploads/complete": {"post": op("upload, step 3: persist", [], {
+        "/api/files/uploads/complete": {"post": op("upload, step 3: persist", [wait], {
             "200": ok({"type": "object", "required": ["uri", "content-type", "size-bytes"],
                        "properties": {"uri": s, "content-type": s, "size-bytes": integer}}),
             "409": _err("No bytes yet, or a conflicting upload")},

@@ -51,6 +51,19 @@ def run(fn: Callable[..., dict | None]) -> Callable:
     return wrapper
 
 
+def wait_option(f: Callable) -> Callable:
+    """--wait/--no-wait on a write: return only once searches show the change. Embedded,
+    writes wait by default (so `persist` then `search` finds it); through the API the
+    server's default applies (durable) unless --wait asks for wait-for=indexed."""
+    @functools.wraps(f)
+    def wrapper(api: Any, *args: Any, wait: bool | None = None, **kwargs: Any) -> Any:
+        api.wait = wait
+        return f(api, *args, **kwargs)
+    return click.option("--wait/--no-wait", "wait", default=None,
+                        help="Return once the change is searchable (embedded default: "
+                             "wait; remote default: once durable).")(wrapper)
+
+
 def filter_options(f: Callable) -> Callable:
     for flag, key in reversed(FILTER_OPTIONS):
         f = click.option(flag, key.replace("-", "_"), default=None,
@@ -102,6 +115,7 @@ def main() -> None:
 @click.option("--idempotency-key", help="Retry-safe key: a replay returns the first record.")
 @format_option
 @run
+@wait_option
 def persist(api, file: str, type_: str, tier: str, slot, path, filename, content_type,
             display_name, params, tags, source_label, index_text, no_raw_content,
             include_raw_content, flow, step, workflow_id, ttl_seconds, idempotency_key) -> dict:
@@ -226,6 +240,7 @@ def search(api, query: str, limit, cursor, **kwargs) -> dict:
 @click.argument("uri")
 @format_option
 @run
+@wait_option
 def delete(api, uri: str) -> dict:
     """Delete blob, record and index entry together."""
     return api.delete(uri)
@@ -265,6 +280,7 @@ def workflow_step(api, workflow_id: str, step_id: str, limit, cursor) -> dict:
               help="Only this tier.")
 @format_option
 @run
+@wait_option
 def workflow_delete(api, workflow_id: str, tier: str | None) -> dict:
     """A run's cleanup: delete every resource it produced."""
     return api.workflow_delete(workflow_id, tier)
@@ -293,6 +309,7 @@ def si_show(api, uri: str) -> dict:
               help="Whether extracted text is indexed too.")
 @format_option
 @run
+@wait_option
 def si_update(api, uri: str, text, tags, source_label, include_raw_content) -> dict:
     """Update overrides; the index follows at once."""
     changes: dict[str, Any] = {}
@@ -313,6 +330,7 @@ def si_update(api, uri: str, text, tags, source_label, include_raw_content) -> d
 @click.argument("uri")
 @format_option
 @run
+@wait_option
 def si_clear(api, uri: str) -> dict:
     """Remove every override."""
     return api.search_index("clear", uri, None)
@@ -430,17 +448,53 @@ def keys_create(api, workspace: str, scopes: tuple[str, ...], name: str | None) 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, type=int, show_default=True)
-def serve(host: str, port: int) -> None:
+@click.option("--workers", type=int, default=None,
+              help="Request processes on the port (default $RESOURCES_WORKERS, else the "
+                   "number of cores). One of them writes the index at a time.")
+@click.option("--indexer/--no-indexer", default=True, show_default=True,
+              help="Follow the change log here; --no-indexer when `resources indexer` "
+                   "runs elsewhere on this data home.")
+def serve(host: str, port: int, workers: int | None, indexer: bool) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home."""
     import uvicorn
 
     from storage.config import Settings
 
     from .app import create_app
-    settings = Settings.from_env()
+    workers = workers or int(os.environ.get("RESOURCES_WORKERS") or 0) or os.cpu_count() or 1
+    if workers < 1:
+        raise click.UsageError("--workers must be at least 1")
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
-        settings.public_url = f"http://{host}:{port}"
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="warning")
+        os.environ["RESOURCES_PUBLIC_URL"] = f"http://{host}:{port}"
+    os.environ["RESOURCES_INDEXER"] = "1" if indexer else "0"
+    if workers == 1:
+        uvicorn.run(create_app(settings=Settings.from_env(), lead=indexer), host=host,
+                    port=port, log_level="warning")
+    else:
+        uvicorn.run("search_api.app:app_from_env", factory=True, workers=workers,
+                    host=host, port=port, log_level="warning")
+
+
+@main.command()
+def indexer() -> None:
+    """Run only the index follower on the data home (for a deployment that serves the
+    API with `serve --no-indexer`): applies the change log, one writer at a time."""
+    import signal
+    import threading
+
+    from indexer.follower import IndexFollower
+    from storage.config import Settings
+
+    from .service import ResourceService
+    service = ResourceService(Settings.from_env())
+    follower = IndexFollower(service.index, log=service.log).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1.0):
+        pass
+    follower.stop()
+    service.close()
 
 
 @main.command()
