@@ -44,6 +44,7 @@ class IndexFollower:
         self._stop.set()
         self._wake.set()
         self._thread.join(30)
+        self.index.release_writer()
         self.index.leader.keep = False
         self.index.leader.release(force=True)
 

@@ -74,6 +74,7 @@ class SearchIndex:
         self._target: str | None = None
         self._index: tantivy.Index | None = None
         self.leader = LeaderLock(link.parent / "locks" / f"{link.name}-writer.lock")
+        self._held_writer: tuple[str | None, tantivy.IndexWriter] | None = None
         #: The change-log position this process's reader shows (applied and reloaded).
         self._applied = 0
         self._applied_cond = threading.Condition()
@@ -249,7 +250,12 @@ class SearchIndex:
         # a newer state is re-applied by its own later row anyway (idempotent upserts).
         records = self.catalog.get_many(ids)
         texts = self.catalog.extract_texts([i for i in ids if i in records])
-        writer = self._writer(index, wait)
+        # The elected writer of `serve` keeps its Tantivy writer between batches (a new
+        # one per batch costs its threads and a wait for merges each time); anyone else
+        # takes one per batch and consumes it, which waits for merges and frees the lock.
+        keep = self.leader.keep
+        writer = self._kept_writer(index) if keep else None
+        writer = writer or self._writer(index, wait)
         try:
             for id_ in ids:
                 writer.delete_documents_by_term("id", id_)
@@ -259,10 +265,12 @@ class SearchIndex:
             fault("index.before_commit")
             writer.commit()
             fault("index.after_commit")
-            # Consuming the writer waits for merges (bounded segment count) and
-            # releases the directory lock.
-            writer.wait_merging_threads()
+            if keep:
+                self._held_writer = (self._target, writer)
+            else:
+                writer.wait_merging_threads()
         except BaseException:
+            self._held_writer = None
             try:
                 writer.rollback()
             except BaseException:
@@ -277,6 +285,23 @@ class SearchIndex:
         index.reload()
         self._set_applied(position)
         return len(ids)
+
+    def _kept_writer(self, index: tantivy.Index):
+        held = self._held_writer
+        if held is not None and held[0] == self._target:
+            return held[1]
+        self._held_writer = None      # the link moved to a rebuilt index: a new writer
+        return None
+
+    def release_writer(self) -> None:
+        """Let go of a kept Tantivy writer (the follower stops, or leadership ends)."""
+        with self._lock:
+            held, self._held_writer = self._held_writer, None
+            if held is not None:
+                try:
+                    held[1].wait_merging_threads()
+                except BaseException:  # noqa: BLE001 - the commits are already durable
+                    pass
 
     def try_sync(self) -> None:
         """Sync, but a busy writer elsewhere is only a note: the log keeps the work."""

@@ -246,15 +246,13 @@ class ResourceService(ViewsMixin, UploadsMixin):
         if isinstance(prepared, PersistResult):
             return prepared
         writer, res, text, idem = prepared
-        with self.lifecycle.lock.held():      # reentrant; publish takes it too
-            if idem:
-                # A concurrent retry with the same key may have committed since the
-                # check in _prepare: look again under the commit lock, so only one writes.
-                replay = self._idempotent_replay(*idem)
-                if replay is not None:
-                    writer.abort()
-                    return PersistResult(replay, created=False, replayed=True)
-            res, created = self.lifecycle.publish(writer, res, text, idem)
+        # Group-committed with concurrent persists; a concurrent retry with the same
+        # idempotency key that committed since the check in _prepare is found again
+        # under the commit lock, so only one writes.
+        res, created, replayed = self.lifecycle.commit_persist(writer, res, text, idem)
+        if replayed:
+            writer.abort()
+            return PersistResult(res, created=False, replayed=True)
         self._index_now(wait)
         return PersistResult(res, created=created)
 
