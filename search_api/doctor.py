@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.errors import IndexBusy
+
 from .service import ResourceService
 
 KINDS = ("pending-operation", "temp-leftover", "missing-blob", "size-mismatch",
@@ -54,7 +56,13 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     for backend in svc.backends.values():
         for ref, _ in backend.list_staging():
             problems.append(Problem("temp-leftover", ref))
-    svc.index.try_sync()          # the normal catch-up is not a problem
+    # The normal catch-up is not a problem: apply the log here, or (when `serve` writes
+    # the index) wait until its follower has caught up with what is in the catalog now.
+    svc.index.try_sync()
+    try:
+        svc.index.wait_for(svc.catalog.head(), svc.settings.index_lock_wait_seconds)
+    except IndexBusy:
+        pass                      # then the drift below is real enough to report
     platform = svc.backends["platform"]
     owned: set[str] = set()
     seqs: dict[str, int] = {}
