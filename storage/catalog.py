@@ -269,6 +269,11 @@ class Catalog:
         """The position of the latest change this thread wrote (0: none)."""
         return getattr(self._local, "last_position", 0)
 
+    def note_position(self, position: int) -> None:
+        """Make ``position`` this thread's latest change (written by a group-commit
+        leader on this thread's behalf)."""
+        self._local.last_position = position
+
     def head(self) -> int:
         """The highest position ever handed out (AUTOINCREMENT's high-water mark)."""
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()

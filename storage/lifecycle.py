@@ -93,7 +93,12 @@ class Lifecycle:
         """Steps 2-4 of a persist, group-committed with concurrent ones. Returns
         (record, created, replayed); a replay (the idempotency key was committed by
         another request meanwhile) published nothing, and the caller drops its bytes."""
-        return self._group.submit((writer, res, text, idempotency))
+        outcome = self._group.submit((writer, res, text, idempotency))
+        if len(outcome) == 4:
+            # Another thread may have led the pass: make this thread's "latest change"
+            # the one it asked for, so a wait-for=indexed waits for the right position.
+            self.catalog.note_position(outcome[3])
+        return outcome[:3]
 
     def _persist_batch(self, batch: list[Pending[PersistItem]]) -> None:
         with self.lock.held():
@@ -170,6 +175,9 @@ class Lifecycle:
                     _, res, text, idem = p.item
                     res.seq = self.catalog.next_seq(conn)
                     self.catalog.upsert(conn, res, text)
+                    # The change's position, for the caller (not this leader thread) to
+                    # wait on: see Catalog.note_position.
+                    p.result = (*p.result, self.catalog.last_position())
                     if idem:
                         ws, key, request_hash = idem
                         conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",

@@ -82,3 +82,33 @@ def test_a_conflict_fails_only_its_own_persist(service):
         service.persist("ws-group", spec, b"a blob")
     ok = service.persist("ws-group", {"filename": "fine.txt"}, b"fine").resource
     assert service.get("ws-group", ok.uri).size == 4
+
+
+def test_each_caller_waits_for_its_own_change_even_when_another_thread_led(service):
+    service.wait_default = False
+    problems: list[str] = []
+
+    def persist(t: int) -> None:
+        try:
+            for i in range(5):
+                word = f"ownword{t}x{i}"
+                res = service.persist("ws-group", {"filename": f"{t}-{i}.txt"},
+                                      word.encode()).resource
+                pos = service.catalog.last_position()
+                if service.catalog.changes_after(pos - 1)[:1] != [(pos, res.id)]:
+                    problems.append(f"{word}: position {pos} is not its change")
+                res = service.persist("ws-group", {"filename": f"{t}-{i}-w.txt"},
+                                      f"{word}w".encode(), wait=True).resource
+                if [r.uri for r in service.search("ws-group", f"{word}w").items] != [res.uri]:
+                    problems.append(f"{word}w not searchable after wait=True")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            problems.append(repr(exc))
+        finally:
+            service.catalog.close()
+
+    threads = [threading.Thread(target=persist, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not problems, problems
