@@ -73,6 +73,30 @@ def test_wait_for_indexed_finds_the_write_every_time(durable_server):
         assert search_total(c, word) == 0
 
 
+def test_wait_for_indexed_with_concurrent_clients(durable_server):
+    """Concurrent persists share one group commit: each still waits for its own change."""
+    import threading
+    run = uuid.uuid4().hex[:8]
+    misses: list[str] = []
+
+    def client(t: int) -> None:
+        with durable_server.client() as c:
+            for i in range(10):
+                word = f"cc{run}t{t}n{i}"
+                r = c.post(f"/v1/{WS}/resources", params={"wait-for": "indexed"},
+                           content=word.encode(),
+                           headers={"X-Persist-Spec": '{"filename": "c.txt"}'})
+                if r.status_code != 201 or search_total(c, word) != 1:
+                    misses.append(f"{word}: {r.status_code}")
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not misses, misses
+
+
 def test_wait_for_on_the_other_write_routes(durable_server):
     word = f"other{uuid.uuid4().hex[:10]}"
     with durable_server.client() as c:
