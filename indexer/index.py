@@ -1,15 +1,21 @@
-"""The Tantivy index: one writer at a time, following the catalog through its outbox.
+"""The Tantivy index: one elected writer, following the catalog's change log by position.
 
-Every catalog change to a resource enqueues its id in ``index_outbox`` in the same
-transaction. ``sync()`` drains the outbox: it reads the current records, deletes each
-id's document by term and re-adds it when the record still exists, commits once, then
-acknowledges the rows. Whoever holds the in-process lock drains everything pending, so
-concurrent persists share one commit (group commit).
+Every catalog change to a resource appends a row to ``changes`` in the same transaction
+(see ``storage.catalog``). ``sync()`` applies the log past this index's position: it
+reads the current records, deletes each id's document by term and re-adds it when the
+record still exists, commits once, and only then stores the new position in the index
+directory (``APPLIED``, fsynced, renamed into place) and in the catalog's ``followers``
+table. A crash between the commit and the position re-applies a batch on the next start:
+harmless, every application is an idempotent upsert of the current record. Whoever
+holds the in-process lock applies everything pending, so concurrent writes share one
+commit (group commit).
 
-Tantivy allows one writer per directory across processes. The writer is held only for
-the duration of a batch, so a CLI command can write while `serve` runs; a writer that
-is busy elsewhere is retried, and whatever could not be written stays in the outbox for
-the next sync (of this or any other process): never lost, never corrupting.
+One process at a time writes an index: the holder of its ``LeaderLock`` (an flock taken
+over when the holder dies). Others only read, and reload when ``APPLIED`` moves;
+``wait_for(position)`` is how a write waits until this process's searches show it.
+Several indexes (several link paths) can follow one catalog, each with its own position
+and lock; the log is pruned only behind all of them, and an index found behind the
+pruned end is rebuilt.
 
 ``<home>/index`` is a symlink to the live ``index-<id>`` directory; a rebuild writes a
 new directory, then swaps the link atomically, so searches keep answering meanwhile.
@@ -35,10 +41,12 @@ from storage.events import emit
 from storage.faults import fault
 
 from .facets import DEFAULT_FACET_SIZE, aggregation_request, read_aggregation
+from .leader import LeaderLock
 from .query import Filters, expired_query, filter_clauses
 from .schema import SCHEMA_VERSION, SNIPPET_FIELDS, build_schema, make_document
 
 VERSION_FILE = "SCHEMA_VERSION"
+APPLIED_FILE = "APPLIED"
 WRITER_HEAP = 50_000_000
 #: Totals are exact up to here; beyond, ``gte`` unless the caller asks for exact.
 TOTAL_THRESHOLD = 10_000
@@ -74,6 +82,11 @@ class SearchIndex:
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
         self._target: str | None = None
         self._index: tantivy.Index | None = None
+        self.leader = LeaderLock(link.parent / "locks" / f"{link.name}-writer.lock")
+        self._held_writer: tuple[str | None, tantivy.IndexWriter] | None = None
+        #: The change-log position this process's reader shows (applied and reloaded).
+        self._applied = 0
+        self._applied_cond = threading.Condition()
         self.open()
 
     # -- opening, version check, rebuild -------------------------------------------------
@@ -97,13 +110,26 @@ class SearchIndex:
                 try:
                     index = tantivy.Index(self.schema, str(directory), reuse=True)
                     index.searcher()  # touches the meta: a corrupt index fails here
-                    self._index, self._target = index, target
-                    self._remove_strays()     # left by a reindex that was killed
-                    return
                 except BaseException as exc:  # noqa: BLE001 - tantivy panics are BaseException
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
                     reason = f"unreadable ({str(exc)[:120]})"
+                else:
+                    assert directory is not None and target is not None
+                    applied = self._opening_position(directory)
+                    if applied is None:
+                        reason = "without a readable change-log position"
+                    elif applied < self.catalog.pruned_through():
+                        reason = "behind the pruned end of the change log"
+                    else:
+                        old = self._target
+                        self._index, self._target = index, target
+                        self._set_applied(applied, reset=True)
+                        self.catalog.set_follower(target, applied)
+                        if old and old != target:
+                            self.catalog.drop_follower(old)
+                        self._remove_strays()     # left by a reindex that was killed
+                        return
             if self.link.exists() and not self.link.is_symlink():
                 # An old plain directory at the link path: move it aside first.
                 shutil.rmtree(self.link, ignore_errors=True)
@@ -144,6 +170,11 @@ class SearchIndex:
             new_name = f"index-{uuid.uuid4().hex[:12]}"
             new_dir = self.link.parent / new_name
             new_dir.mkdir(parents=True)
+            # Every change up to here is in the records read below; the rest is applied
+            # from the log afterwards. Registering first keeps pruning behind it meanwhile.
+            position = self.catalog.head()
+            self.catalog.set_follower(new_name, position)
+            self.catalog.take_legacy_outbox_flag()
             index = tantivy.Index(self.schema, str(new_dir))
             writer = index.writer(WRITER_HEAP, 1)
             total = self.catalog.count()
@@ -162,13 +193,16 @@ class SearchIndex:
             writer.commit()
             writer.wait_merging_threads()
             (new_dir / VERSION_FILE).write_text(str(SCHEMA_VERSION))
+            _write_position(new_dir, position)
             tmp_link = self.link.parent / f".index-link-{uuid.uuid4().hex[:8]}"
             os.symlink(new_name, tmp_link)
             old = os.readlink(self.link) if self.link.is_symlink() else None
             os.replace(tmp_link, self.link)
             index.reload()
             self._index, self._target = index, new_name
+            self._set_applied(position, reset=True)
             if old and old != new_name:
+                self.catalog.drop_follower(old)
                 # Open searchers keep their mmaps; the files go when the last one closes.
                 shutil.rmtree(self.link.parent / old, ignore_errors=True)
             self._remove_strays()
@@ -207,46 +241,91 @@ class SearchIndex:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
-    def sync(self, wait: float | None = None) -> int:
-        """Apply every pending outbox row; returns how many documents were touched."""
+    def sync(self, wait: float | None = None, until: int | None = None) -> int:
+        """Apply the change log past this index's position, if this process is (or can
+        now become) the elected writer; else only catch the reader up. Stops early once
+        ``until`` is applied. Returns how many documents were touched."""
         wait = self.lock_wait if wait is None else wait
         with self._lock:
-            index = self._current()
-            applied = 0
-            while True:
-                rows = self.catalog.pending_index()
-                if not rows:
-                    return applied
-                ids = list(dict.fromkeys(rid for _, rid in rows))
-                records = self.catalog.get_many(ids)
-                texts = self.catalog.extract_texts([i for i in ids if i in records])
-                writer = self._writer(index, wait)
-                started = time.monotonic()
+            if not self.leader.try_acquire():
+                self.refresh()
+                return 0
+            try:
+                index = self._current()
+                self.refresh()          # a previous writer (maybe dead now) got this far
+                touched = 0
+                while until is None or self._applied < until:
+                    rows = self.catalog.changes_after(self._applied)
+                    if not rows:
+                        break
+                    touched += self._apply(index, rows, wait)
+                return touched
+            finally:
+                self.leader.release()
+
+    def _apply(self, index: tantivy.Index, rows: list[tuple[int, str]], wait: float) -> int:
+        ids = list(dict.fromkeys(rid for _, rid in rows))
+        # Records are read after the log rows: they are as new as the rows or newer, and
+        # a newer state is re-applied by its own later row anyway (idempotent upserts).
+        records = self.catalog.get_many(ids)
+        texts = self.catalog.extract_texts([i for i in ids if i in records])
+        # The elected writer of `serve` keeps its Tantivy writer between batches (a new
+        # one per batch costs its threads and a wait for merges each time); anyone else
+        # takes one per batch and consumes it, which waits for merges and frees the lock.
+        keep = self.leader.keep
+        writer = self._kept_writer(index) if keep else None
+        writer = writer or self._writer(index, wait)
+        started = time.monotonic()
+        try:
+            for id_ in ids:
+                writer.delete_documents_by_term("id", id_)
+                res = records.get(id_)
+                if res is not None:
+                    writer.add_document(make_document(res, texts.get(id_, "")))
+            fault("index.before_commit")
+            writer.commit()
+            fault("index.after_commit")
+            if keep:
+                self._held_writer = (self._target, writer)
+            else:
+                writer.wait_merging_threads()
+        except BaseException:
+            self._held_writer = None
+            try:
+                writer.rollback()
+            except BaseException:
+                pass
+            raise
+        # Only after the commit: a position ahead of the index would skip changes.
+        assert self._target is not None
+        position = rows[-1][0]
+        _write_position(self.link.parent / self._target, position)
+        fault("index.after_position")
+        self.catalog.set_follower(self._target, position)
+        index.reload()
+        self._set_applied(position)
+        emit("index.commit", documents=len(ids), seconds=time.monotonic() - started)
+        return len(ids)
+
+    def _kept_writer(self, index: tantivy.Index):
+        held = self._held_writer
+        if held is not None and held[0] == self._target:
+            return held[1]
+        self._held_writer = None      # the link moved to a rebuilt index: a new writer
+        return None
+
+    def release_writer(self) -> None:
+        """Let go of a kept Tantivy writer (the follower stops, or leadership ends)."""
+        with self._lock:
+            held, self._held_writer = self._held_writer, None
+            if held is not None:
                 try:
-                    for id_ in ids:
-                        writer.delete_documents_by_term("id", id_)
-                        res = records.get(id_)
-                        if res is not None:
-                            writer.add_document(make_document(res, texts.get(id_, "")))
-                    fault("index.before_commit")
-                    writer.commit()
-                    fault("index.after_commit")
-                    # Consuming the writer waits for merges (bounded segment count) and
-                    # releases the directory lock for other processes.
-                    writer.wait_merging_threads()
-                except BaseException:
-                    try:
-                        writer.rollback()
-                    except BaseException:
-                        pass
-                    raise
-                self.catalog.ack_index([row_id for row_id, _ in rows])
-                index.reload()
-                applied += len(ids)
-                emit("index.commit", documents=len(ids), seconds=time.monotonic() - started)
+                    held[1].wait_merging_threads()
+                except BaseException:  # noqa: BLE001 - the commits are already durable
+                    pass
 
     def try_sync(self) -> None:
-        """Sync, but a busy writer elsewhere is only a note: the outbox keeps the work."""
+        """Sync, but a busy writer elsewhere is only a note: the log keeps the work."""
         try:
             self.sync()
         except IndexBusy as exc:
@@ -255,6 +334,68 @@ class SearchIndex:
             # The record is durable and acknowledged; the outbox keeps the index work
             # (a full disk under the index must not turn a done write into a 500).
             self._log(f"index catch-up failed, will retry: {str(exc)[:200]}")
+
+    # -- positions -----------------------------------------------------------------------
+    def _opening_position(self, directory: Path) -> int | None:
+        position = _read_position(directory)
+        if position is None and not (directory / APPLIED_FILE).exists() \
+                and self.catalog.take_legacy_outbox_flag():
+            # An index from before the change log: the outbox rows that were left (now
+            # the oldest log rows) are exactly what it had not applied.
+            oldest = self.catalog.oldest_position()
+            position = oldest - 1 if oldest is not None else self.catalog.head()
+            _write_position(directory, position)
+        return position
+
+    def _set_applied(self, position: int, reset: bool = False) -> None:
+        with self._applied_cond:
+            if reset or position > self._applied:
+                self._applied = position
+            self._applied_cond.notify_all()
+
+    @property
+    def applied(self) -> int:
+        return self._applied
+
+    def refresh(self) -> int:
+        """Show what the writer (of any process) has committed: reload when the index's
+        stored position moved past what this process's reader shows."""
+        index = self._current()
+        assert self._target is not None
+        position = _read_position(self.link.parent / self._target)
+        if position is not None and position > self._applied:
+            index.reload()
+            self._set_applied(position)
+        return self._applied
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until this process's searches show change ``position`` (applying the
+        log itself when it can lead); False when ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while self._applied < position:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sync(wait=left, until=position)
+            if self._applied >= position:
+                break
+            with self._applied_cond:
+                self._applied_cond.wait(min(0.01, left))
+        return True
+
+    def status(self) -> dict:
+        """Position and lag of this index behind the catalog (for /healthz and meta)."""
+        head = self.catalog.head()
+        applied = self._applied
+        behind = max(head - applied, 0)
+        since = self.catalog.first_change_time(applied) if behind else None
+        return {"position": applied, "head": head, "behind": behind,
+                "lag-seconds": round(max(time.time() - since, 0.0), 3) if since else 0.0,
+                "writer": self.leader.held}
+
+    def prune(self) -> int:
+        """Drop log rows every live index has applied (the elected writer calls this)."""
+        return self.catalog.prune_changes()
 
     # -- reading -------------------------------------------------------------------------
     def searcher(self) -> tantivy.Searcher:
@@ -404,3 +545,21 @@ class SearchIndex:
 
     def count(self) -> int:
         return self.searcher().num_docs
+
+
+def _read_position(directory: Path) -> int | None:
+    try:
+        return int((directory / APPLIED_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_position(directory: Path, position: int) -> None:
+    """Durably replace the stored position (fsync, then an atomic rename): after a power
+    loss the file holds the old or the new number, never a torn one."""
+    tmp = directory / f".{APPLIED_FILE}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"{position}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / APPLIED_FILE)

@@ -41,6 +41,9 @@ class EmbeddedApi:
         self._service: ResourceService | None = None
         #: Run crash recovery when the service opens (doctor turns it off to report first).
         self.recover = True
+        #: --wait / --no-wait of a write command (None: the service's default, which
+        #: waits until the index shows the change, so a search right after finds it).
+        self.wait: bool | None = None
 
     @property
     def service(self) -> ResourceService:
@@ -57,7 +60,8 @@ class EmbeddedApi:
             self._service.close()
 
     def persist(self, body: BinaryIO, spec: dict, idempotency_key: str | None) -> dict:
-        result = self.service.persist(self.workspace, spec, body, idempotency_key)
+        result = self.service.persist(self.workspace, spec, body, idempotency_key,
+                                      wait=self.wait)
         return envelope.record(result.resource, self.base, created=result.created,
                                replayed=result.replayed)
 
@@ -76,14 +80,16 @@ class EmbeddedApi:
         return envelope.page(p, self.base, search=True)
 
     def delete(self, uri: str) -> dict:
-        return envelope.record(self.service.delete(self.workspace, uri), self.base, deleted=True)
+        return envelope.record(self.service.delete(self.workspace, uri, wait=self.wait),
+                               self.base, deleted=True)
 
     def url(self, uri: str, ttl: Any) -> dict:
         path, expires = self.service.signed_url(self.workspace, uri, ttl)
         return envelope.plain({"url": f"{self.base}{path}", "expires-at": rfc3339(expires)})
 
     def workflow_delete(self, workflow_id: str, tier: str | None, dry_run: bool = False) -> dict:
-        removed = self.service.delete_workflow(self.workspace, workflow_id, tier, dry_run)
+        removed = self.service.delete_workflow(self.workspace, workflow_id, tier, dry_run,
+                                               wait=self.wait)
         return envelope.workflow_deleted(removed, dry_run)
 
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict:
@@ -95,9 +101,9 @@ class EmbeddedApi:
         if op == "show":
             res = svc.show_overrides(self.workspace, uri)
         elif op == "update":
-            res = svc.update_overrides(self.workspace, uri, changes or {})
+            res = svc.update_overrides(self.workspace, uri, changes or {}, wait=self.wait)
         else:
-            res = svc.clear_overrides(self.workspace, uri)
+            res = svc.clear_overrides(self.workspace, uri, wait=self.wait)
         env = envelope.record(res, self.base)
         env["meta"]["search-index"] = env["data"]["search-index"]   # as the HTTP route
         return env

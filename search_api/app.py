@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import os
+import sys
 import threading
 import time
 from typing import Any, AsyncIterator
@@ -13,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from indexer.follower import IndexFollower
 from storage.config import Settings
 from storage.errors import RangeNotSatisfiable, ResourceError, translate_unexpected
 
@@ -61,7 +65,7 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class Background:
-    """Index catch-up (other processes' writes, busy writers) and periodic gc."""
+    """The periodic gc of `serve` (the index follows in its own thread: IndexFollower)."""
 
     def __init__(self, service: ResourceService, sync_interval: float = 1.0) -> None:
         self.service = service
@@ -82,14 +86,12 @@ class Background:
         while not self._stop.wait(self.sync_interval):
             job = "index-sync"
             try:
-                pending = svc.catalog.outbox_size()
-                if pending:
-                    started = time.monotonic()
-                    svc.index.try_sync()
-                    _job_line("index-sync", started, pending=pending,
-                              remaining=svc.catalog.outbox_size())
                 gc = getattr(svc, "gc", None)
-                if gc is not None and svc.now() >= next_gc:
+                # One sweeper across `serve --workers N`: the process that writes the
+                # index (two sweeps could race a slot rewrite that reuses an id).
+                follower = getattr(svc, "follower", None)
+                leading = follower is None or follower.leading
+                if gc is not None and leading and svc.now() >= next_gc:
                     job = "gc"
                     next_gc = svc.now() + svc.settings.gc_interval_seconds
                     started = time.monotonic()
@@ -116,7 +118,12 @@ class _App(Starlette):
 
 
 def create_app(service: ResourceService | None = None, settings: Settings | None = None,
-               background: bool = True, ops: OpsSettings | None = None) -> Starlette:
+               background: bool = True, ops: OpsSettings | None = None,
+               lead: bool = True) -> Starlette:
+    """The app. With ``background`` (serve) an index follower runs and writes are
+    acknowledged once durable (``RESOURCES_WRITE_ACK=indexed``: once searchable);
+    without it, writes keep waiting for the index, as in the library. ``lead=False``:
+    this process never writes the index (a separate `resources indexer` does)."""
     service = service or ResourceService(settings or Settings.from_env())
     ops = ops or OpsSettings.from_env()
     metrics = Metrics()
@@ -128,6 +135,11 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if background else None
         loopback = serve_loopback(metrics, ops.metrics_port) if ops.metrics_port else None
         metrics.attach()
+        follower = None
+        if bg:
+            follower = IndexFollower(service.index, lead=lead, log=service.log).start()
+            service.follower = follower
+            service.wait_default = service.settings.write_ack == "indexed"
         for thread in (bg, refresher):
             if thread:
                 thread.start()
@@ -137,6 +149,10 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             for thread in (bg, refresher):
                 if thread:
                     thread.stop()
+            if follower is not None:
+                service.wait_default = True
+                service.follower = None
+                follower.stop()
             metrics.detach()
             if loopback is not None:
                 loopback.shutdown()
@@ -151,8 +167,22 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
                        *breyta_routes],
                     lifespan=lifespan,
                     exception_handlers={
-        ResourceError: resource_error, HTTPException: http_error, Exception: internal_error})
+        ResourceError: resource_error, HTTPException: http_error,
+        # Handled in place (a 507 for a full disk, a 503 for a damaged catalog), so the
+        # connection stays usable; only what is left reaches the server-error handler.
+        sqlite3.DatabaseError: internal_error, OSError: internal_error,
+        Exception: internal_error})
     app.state.service = service
     app.state.metrics = metrics
     app.state.ops = ops
     return app
+
+
+def app_from_env() -> Starlette:
+    """What each process of `serve --workers N` runs (uvicorn imports it by name): the
+    settings come from the environment the parent set up."""
+    from . import logs
+    ops = OpsSettings.from_env()
+    logs.configure(ops.log_level, ops.log_format)
+    service = ResourceService(Settings.from_env(), log=logs.service_logger())
+    return create_app(service, ops=ops, lead=os.environ.get("RESOURCES_INDEXER", "1") != "0")

@@ -37,7 +37,7 @@ from storage.records import Resource
 from .auth import READ, WRITE, Principal
 from .observe import note_principal, route_template
 from .openapi import EXTRA_PATHS, _err, _q
-from .routes import content_response, filter_params, json_body, stream_body, svc
+from .routes import content_response, filter_params, json_body, stream_body, svc, wait_for
 from .service import Page
 
 #: Lists answer at most this many items (the core pages at 100; we walk its cursor).
@@ -334,15 +334,20 @@ async def search_index(request: Request) -> Response:
     if op != "show":
         p.require(ws, WRITE)
     service = svc(request)
+    # This face promises "searchable at once" for search-index changes: it waits unless
+    # the caller asks for wait-for=durable.
+    wait = wait_for(request)
+    wait = True if wait is None else wait
     if op == "update":
         raw = body.get("searchIndex", body.get("search-index"))
         if raw is None:
             raise BadRequest("searchIndex is required for update")
-        await run_in_threadpool(service.update_overrides, ws, uri, parse_search_index(raw))
+        await run_in_threadpool(service.update_overrides, ws, uri, parse_search_index(raw),
+                                False, wait)
     elif op == "clear":
-        await run_in_threadpool(service.clear_overrides, ws, uri)
+        await run_in_threadpool(service.clear_overrides, ws, uri, wait)
     elif op == "reindex":
-        await run_in_threadpool(service.reindex_resource, ws, uri)
+        await run_in_threadpool(service.reindex_resource, ws, uri, wait)
     res, text, tags = await run_in_threadpool(service.search_document, ws, uri)
     base = base_url(request)
     out: dict[str, Any] = {
@@ -360,7 +365,7 @@ async def search_index(request: Request) -> Response:
 @breyta
 async def delete_file(request: Request) -> Response:
     _, ws = await who(request, WRITE)
-    res = await run_in_threadpool(svc(request).delete, ws, _uri(request))
+    res = await run_in_threadpool(svc(request).delete, ws, _uri(request), wait_for(request))
     return JSONResponse({"uri": res.uri, "deleted": True})
 
 
@@ -415,7 +420,8 @@ async def upload_complete(request: Request) -> Response:
     uri, session_id = body.get("uri"), body.get("upload-session-id")
     if not isinstance(uri, str) or not uri or not isinstance(session_id, str) or not session_id:
         raise BadRequest("uri and upload-session-id are required")
-    res = await run_in_threadpool(svc(request).upload_complete, ws, uri, session_id)
+    res = await run_in_threadpool(svc(request).upload_complete, ws, uri, session_id,
+                                  wait_for(request))
     return JSONResponse({"uri": res.uri, "content-type": res.content_type,
                          "size-bytes": res.size})
 
@@ -464,6 +470,9 @@ def _paths() -> dict[str, Any]:
         {"name": "X-Breyta-Client", "in": "header", "required": False, "schema": s,
          "description": "cli"}]
     uri = _q("uri", "Resource uri, res://v1/ws/<ws>/<type>/<id>", required=True)
+    wait = _q("wait-for", "indexed: answer once this node's searches show the change; "
+                          "durable: once saved (search-index waits unless durable)",
+              schema={"type": "string", "enum": ["indexed", "durable"]})
     integer = {"type": "integer"}
     limit_list = _q("limit", "Page size 1..1000 (default 10)",
                     schema={"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
@@ -559,9 +568,9 @@ def _paths() -> dict[str, Any]:
         "/api/resources/workflow/{wf}/step/{step}": {"get": op("workflow step", [
             wf, step, limit_list, offset, cursor], {"200": ok(page)})},
         "/api/resources/search-index": {"post": op(
-            "search-index show / update / clear / reindex", [], {"200": ok(si_reply)},
+            "search-index show / update / clear / reindex", [wait], {"200": ok(si_reply)},
             json_body_of(si_schema))},
-        "/api/files/by-uri": {"delete": op("delete (blob, record and index entry)", [uri], {
+        "/api/files/by-uri": {"delete": op("delete (blob, record and index entry)", [uri, wait], {
             "200": ok({"type": "object", "required": ["uri", "deleted"],
                        "properties": {"uri": s, "deleted": {"type": "boolean"}}})})},
         "/api/files/uploads/init": {"post": op("upload, step 1: reserve the uri", [], {
@@ -578,7 +587,7 @@ def _paths() -> dict[str, Any]:
             "409": _err("Session already completed"), "413": _err("Over the tier limit")},
             {"required": False, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}})},
-        "/api/files/uploads/complete": {"post": op("upload, step 3: persist", [], {
+        "/api/files/uploads/complete": {"post": op("upload, step 3: persist", [wait], {
             "200": ok({"type": "object", "required": ["uri", "content-type", "size-bytes"],
                        "properties": {"uri": s, "content-type": s, "size-bytes": integer}}),
             "409": _err("No bytes yet, or a conflicting upload")},

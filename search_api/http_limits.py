@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -24,12 +25,23 @@ class _HeadTooLarge(Exception):
     pass
 
 
+def _limit(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    max_header_bytes = DEFAULT_MAX_HEADER_BYTES
-    header_timeout = DEFAULT_HEADER_TIMEOUT
+    """Read its limits from the environment that ``protocol()`` set: with ``serve
+    --workers N`` uvicorn starts worker processes, which inherit the environment but
+    not a class made at run time."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_header_bytes = int(_limit("RESOURCES_MAX_HEADER_BYTES",
+                                           DEFAULT_MAX_HEADER_BYTES))
+        self.header_timeout = _limit("RESOURCES_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
         self._head_bytes = 0
         self._head_too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -104,5 +116,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 def protocol(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
              header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> type[BoundedHttpToolsProtocol]:
     """The protocol class to hand to ``uvicorn.run(http=...)`` with these limits."""
-    return type("ConfiguredHttpToolsProtocol", (BoundedHttpToolsProtocol,),
-                {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout})
+    os.environ["RESOURCES_MAX_HEADER_BYTES"] = str(max_header_bytes)
+    os.environ["RESOURCES_HEADER_TIMEOUT"] = str(header_timeout)
+    return BoundedHttpToolsProtocol

@@ -70,9 +70,10 @@ class LagTracker:
 
 def index_lag(service: Any, tracker: LagTracker) -> tuple[int, float]:
     """(changes waiting for the index, seconds the oldest has waited)."""
-    row = service.catalog.conn.execute(
-        "SELECT MIN(id), COUNT(*) FROM index_outbox").fetchone()
-    return int(row[1] or 0), tracker.observe(row[0])
+    backlog = service.catalog.outbox_size()        # behind the slowest index, in the log
+    if not backlog:
+        return 0, tracker.observe(None)
+    return backlog, tracker.observe(service.catalog.head() - backlog + 1)
 
 
 class Snapshot(Collector):

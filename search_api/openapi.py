@@ -89,7 +89,11 @@ def document(server_url: str = "") -> dict[str, Any]:
                 "facets": {"type": "object", "description": "Per facet asked: buckets "
                            "[{value, count}] by count, missing (no value), other (left "
                            "out past facet-size), exact",
-                           "additionalProperties": {"$ref": "#/components/schemas/Facet"}}}}}},
+                           "additionalProperties": {"$ref": "#/components/schemas/Facet"}},
+                "index": {"type": "object", "description": "Where the index that answered "
+                          "stands in the change log", "properties": {
+                    "position": {"type": "integer"}, "behind": {"type": "integer"},
+                    "lag-seconds": {"type": "number"}}}}}}},
         "Facet": {"type": "object", "properties": {
             "buckets": {"type": "array", "items": {"type": "object", "properties": {
                 "value": _STR, "count": {"type": "integer"}}}},
@@ -114,6 +118,9 @@ def document(server_url: str = "") -> dict[str, Any]:
             "value": {}, "ttl": {"type": "integer", "minimum": 1},
             "if-version": {"type": "integer", "minimum": 0}}},
     }
+    wait = _q("wait-for", "indexed: answer once this node's searches show the change; "
+                          "durable (the default): once blob and record are saved",
+              schema={"type": "string", "enum": ["indexed", "durable"]})
     binary = {"description": "The bytes", "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
     # An object-storage resource can be fetched from the store itself (docs/s3.md).
@@ -172,7 +179,7 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/v1/{ws}/resources": {
             "post": {"summary": "Persist: raw body streamed, spec in X-Persist-Spec",
                      "security": SECURED,
-                     "parameters": [WS,
+                     "parameters": [WS, wait,
                                     {"name": "X-Persist-Spec", "in": "header", "required": False,
                                      "description": "Persist spec as JSON",
                                      "schema": _STR},
@@ -197,7 +204,7 @@ def document(server_url: str = "") -> dict[str, Any]:
             "get": {"summary": "The record", "security": SECURED, "parameters": [WS, URI],
                     "responses": {"200": _ok("RecordEnvelope"), **ERRORS}},
             "delete": {"summary": "Delete blob, record and index entry", "security": SECURED,
-                       "parameters": [WS, URI],
+                       "parameters": [WS, URI, wait],
                        "responses": {"200": _ok("RecordEnvelope"), **ERRORS}}},
         "/v1/{ws}/resources/content": {"get": {
             "summary": "The bytes (Range, ETag, If-None-Match)", "security": SECURED,
@@ -216,7 +223,7 @@ def document(server_url: str = "") -> dict[str, Any]:
                     "responses": {"200": _ok("RecordEnvelope"), **ERRORS}},
             "post": {"summary": "Replace (op=replace), merge (op=update) or clear overrides",
                      "security": SECURED,
-                     "parameters": [WS, URI, _q("op", "replace, update or clear", schema={
+                     "parameters": [WS, URI, wait, _q("op", "replace, update or clear", schema={
                          "type": "string", "enum": ["replace", "update", "clear"]})],
                      "requestBody": {"required": False, "content": {"application/json": {
                          "schema": {"$ref": "#/components/schemas/SearchIndex"}}}},
@@ -229,7 +236,7 @@ def document(server_url: str = "") -> dict[str, Any]:
                                    _q("cursor", "Cursor")],
                     "responses": {"200": _ok("PageEnvelope"), **ERRORS}},
             "delete": {"summary": "A run's cleanup", "security": SECURED,
-                       "parameters": [WS, _p("workflow_id", "Workflow run id"),
+                       "parameters": [WS, _p("workflow_id", "Workflow run id"), wait,
                                       _q("tier", "Only this tier", schema={
                                           "type": "string", "enum": ["retained", "ephemeral"]}),
                                       _q("dry-run", "true: only list what would be deleted "

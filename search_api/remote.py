@@ -45,6 +45,8 @@ class RemoteApi:
         #: None: the key's own workspace, asked of the server once (GET /v1/me).
         self._workspace = workspace
         self._me: dict | None = None
+        #: --wait / --no-wait of a write command: wait-for=indexed / durable.
+        self.wait: bool | None = None
         self.base_url = base_url.rstrip("/")
         self.client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(60.0),
                                    headers={"Authorization": f"Bearer {key}"})
@@ -118,6 +120,12 @@ class RemoteApi:
             out.append(("cursor", cursor))
         return out
 
+    def _wait(self, params: dict | None = None) -> dict:
+        params = dict(params or {})
+        if self.wait is not None:
+            params["wait-for"] = "indexed" if self.wait else "durable"
+        return params
+
     def persist(self, body: BinaryIO, spec: dict, idempotency_key: str | None) -> dict:
         headers = {"X-Persist-Spec": json.dumps(spec), "Content-Type": "application/octet-stream"}
         if idempotency_key:
@@ -130,7 +138,8 @@ class RemoteApi:
         def stream() -> Iterator[bytes]:
             while chunk := body.read(CHUNK):
                 yield chunk
-        return self._json("POST", self._ws("/resources"), content=stream(), headers=headers)
+        return self._json("POST", self._ws("/resources"), content=stream(), headers=headers,
+                          params=self._wait())
 
     def get(self, uri: str) -> dict:
         return self._json("GET", self._ws("/resources/by-uri"), params={"uri": uri})
@@ -174,7 +183,7 @@ class RemoteApi:
                                   *self._params(params, limit, cursor)])
 
     def delete(self, uri: str) -> dict:
-        return self._json("DELETE", self._ws("/resources/by-uri"), params={"uri": uri})
+        return self._json("DELETE", self._ws("/resources/by-uri"), params=self._wait({"uri": uri}))
 
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict:
         params = {"step": step} if step else {}
@@ -186,13 +195,13 @@ class RemoteApi:
         if dry_run:
             params["dry-run"] = "true"
         return self._json("DELETE", self._ws(f"/workflows/{_seg(workflow_id)}/resources"),
-                          params=params)
+                          params=self._wait(params))
 
     def search_index(self, op: str, uri: str, changes: dict | None) -> dict:
         if op == "show":
             return self._json("GET", self._ws("/resources/search-index"), params={"uri": uri})
         return self._json("POST", self._ws("/resources/search-index"),
-                          params={"uri": uri, "op": op}, json=changes or {})
+                          params=self._wait({"uri": uri, "op": op}), json=changes or {})
 
     def kv_set(self, key: str, value: Any, ttl: Any, if_version: Any) -> dict:
         body: dict[str, Any] = {"value": value}

@@ -75,17 +75,29 @@ async def json_body(request: Request, limit: int = 1024 * 1024) -> Any:
         raise BadRequest("body is not accepted: JSON nested too deeply") from None
 
 
+def wait_for(request: Request) -> bool | None:
+    """``?wait-for=indexed``: answer a write only once this node's searches show it;
+    ``durable``: once saved (the default of `serve`). Absent: the server's default."""
+    value = request.query_params.get("wait-for")
+    if value is None:
+        return None
+    if value not in ("indexed", "durable"):
+        raise BadRequest("wait-for must be indexed or durable")
+    return value == "indexed"
+
+
 # -- resources ------------------------------------------------------------------------------
 async def persist(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, WRITE)
+    wait = wait_for(request)
     service = svc(request)
     job = await run_in_threadpool(service.begin_persist, ws,
                                   request.headers.get("x-persist-spec") or {},
                                   request.headers.get("idempotency-key"))
     await stream_body(request, job.write, job.writer.max_bytes, job.abort)
     try:
-        result = await run_in_threadpool(job.commit)
+        result = await run_in_threadpool(job.commit, wait)
     except BaseException:
         job.abort()
         raise
@@ -168,7 +180,7 @@ async def by_uri(request: Request) -> Response:
 async def delete_by_uri(request: Request) -> Response:
     ws = request.path_params["ws"]
     await principal(request, WRITE)
-    res = await run_in_threadpool(svc(request).delete, ws, _uri(request))
+    res = await run_in_threadpool(svc(request).delete, ws, _uri(request), wait_for(request))
     return ok(envelope.record(res, base_url(request), deleted=True))
 
 
@@ -269,15 +281,16 @@ async def search_index(request: Request) -> Response:
     else:
         op = request.query_params.get("op", "replace")
         body = await json_body(request)
+        wait = wait_for(request)
         if op == "clear":
-            res = await run_in_threadpool(service.clear_overrides, ws, uri)
+            res = await run_in_threadpool(service.clear_overrides, ws, uri, wait)
         elif op in ("replace", "update"):
             if body is None:
                 raise BadRequest("body must be a search-index JSON object")
             if isinstance(body, dict) and "search-index" in body:
                 body = body["search-index"]
             res = await run_in_threadpool(service.update_overrides, ws, uri, body,
-                                          op == "replace")
+                                          op == "replace", wait)
         else:
             raise BadRequest("op must be replace, update or clear")
     data = envelope.record(res, base_url(request))
@@ -295,7 +308,8 @@ async def workflow_resources(request: Request) -> Response:
         check_known(request.query_params.keys(), ("tier", "dry-run"))
         dry_run = request.query_params.get("dry-run", "false").lower() in ("1", "true", "yes")
         removed = await run_in_threadpool(service.delete_workflow, ws, wf,
-                                          request.query_params.get("tier"), dry_run)
+                                          request.query_params.get("tier"), dry_run,
+                                          wait=wait_for(request))
         return ok(envelope.workflow_deleted(removed, dry_run))
     await principal(request, READ)
     qp = request.query_params

@@ -29,7 +29,7 @@ from storage.catalog import Catalog
 from storage.config import Settings
 from storage.events import emit
 from storage.faults import fault
-from storage.errors import (IdempotencyConflict, InvalidSpec, NotFound,
+from storage.errors import (IdempotencyConflict, IndexBusy, InvalidSpec, NotFound,
                             RangeNotSatisfiable)
 from storage.layout import (check_key_length, check_root, check_slot_name, check_workspace,
                             optional_segments, render, slotted_key, split_segments,
@@ -63,6 +63,8 @@ class Page:
     mode: str | None = None
     total_relation: str = "eq"            # "gte": total is a lower bound (the threshold)
     facets: dict[str, Any] | None = None  # indexer.facets.read_aggregation's shape
+    #: Where the index that answered stands in the change log (position, lag).
+    index: dict[str, Any] | None = None
 
 
 @dataclass
@@ -114,9 +116,11 @@ class PersistJob:
         self._closed = True
         self.writer.abort()
 
-    def commit(self) -> PersistResult:
+    def commit(self, wait: bool | None = None) -> PersistResult:
+        """Publish the staged bytes and the record. ``wait``: also wait until this
+        process's searches show it (None: the service's ``wait_default``)."""
         try:
-            return self.service._commit(self)
+            return self.service._commit(self, wait)
         except BaseException:
             self.abort()
             raise
@@ -126,8 +130,15 @@ class PersistJob:
 
 class ResourceService(ViewsMixin, UploadsMixin):
     def __init__(self, settings: Settings, log: Callable[[str], None] | None = None,
-                 recover: bool = True) -> None:
+                 recover: bool = True, wait_default: bool = True) -> None:
         self.settings = settings
+        #: Whether a write returns only once this process's index shows it. True for the
+        #: library and the embedded CLI (persist, then search, finds it); `serve`
+        #: acknowledges at durability instead and indexes in its follower thread
+        #: (`wait-for=indexed` per request). See docs/write-path.md.
+        self.wait_default = wait_default
+        #: The background index follower, when one runs in this process (serve).
+        self.follower: Any = None
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         settings.home.mkdir(parents=True, exist_ok=True)
         self._batch_depth = 0
@@ -184,11 +195,12 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return slot
 
     # -- persist -------------------------------------------------------------------------
-    def adopt(self, workspace: str, spec: PersistSpec | dict | str | None) -> PersistResult:
+    def adopt(self, workspace: str, spec: PersistSpec | dict | str | None,
+              wait: bool | None = None) -> PersistResult:
         """Register the file already lying at the spec's slot location (``watch``):
         the same record, index entry and crash safety as a persist, but the bytes are
         read where they are, never rewritten, so a program writing there loses nothing."""
-        return self.begin_persist(workspace, spec, adopt=True).commit()
+        return self.begin_persist(workspace, spec, adopt=True).commit(wait)
 
     def begin_persist(self, workspace: str, spec: PersistSpec | dict | str | None,
                       idempotency_key: str | None = None, adopt: bool = False) -> PersistJob:
@@ -236,7 +248,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
 
     def persist(self, workspace: str, spec: PersistSpec | dict | str | None,
                 body: BinaryIO | Iterable[bytes] | bytes,
-                idempotency_key: str | None = None) -> PersistResult:
+                idempotency_key: str | None = None, wait: bool | None = None) -> PersistResult:
         job = self.begin_persist(workspace, spec, idempotency_key)
         try:
             for chunk in _chunks(body):
@@ -244,23 +256,21 @@ class ResourceService(ViewsMixin, UploadsMixin):
         except BaseException:
             job.abort()
             raise
-        return job.commit()
+        return job.commit(wait)
 
-    def _commit(self, job: PersistJob) -> PersistResult:
+    def _commit(self, job: PersistJob, wait: bool | None = None) -> PersistResult:
         prepared = self._prepare(job)
         if isinstance(prepared, PersistResult):
             return prepared
         writer, res, text, idem = prepared
-        with self.lifecycle.lock.held():      # reentrant; publish takes it too
-            if idem:
-                # A concurrent retry with the same key may have committed since the
-                # check in _prepare: look again under the commit lock, so only one writes.
-                replay = self._idempotent_replay(*idem)
-                if replay is not None:
-                    writer.abort()
-                    return PersistResult(replay, created=False, replayed=True)
-            res, created = self.lifecycle.publish(writer, res, text, idem)
-        self._index_now()
+        # Group-committed with concurrent persists; a concurrent retry with the same
+        # idempotency key that committed since the check in _prepare is found again
+        # under the commit lock, so only one writes.
+        res, created, replayed = self.lifecycle.commit_persist(writer, res, text, idem)
+        if replayed:
+            writer.abort()
+            return PersistResult(res, created=False, replayed=True)
+        self._index_now(wait)
         return PersistResult(res, created=created)
 
     def _prepare(self, job: PersistJob, durable: bool = True
@@ -391,9 +401,31 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return res   # None when deleted since: the retry then writes anew
 
     # -- batching (bulk ingest) ----------------------------------------------------------
-    def _index_now(self) -> None:
-        if self._batch_depth == 0:
-            self.index.try_sync()
+    def _index_now(self, wait: bool | None = None) -> None:
+        """After a write of this thread: wait until the index shows it, or hand it to the
+        follower. An explicit ``wait=True`` that times out raises IndexBusy (the change
+        is saved); the default wait of the library/CLI only notes it."""
+        if self._batch_depth:
+            return
+        explicit = wait is not None
+        if not (self.wait_default if wait is None else wait):
+            if self.follower is not None:
+                self.follower.nudge()
+            return
+        position = self.catalog.last_position()
+        try:
+            shown = self.index.wait_for(position, self.settings.index_lock_wait_seconds)
+            problem = None if shown else (
+                f"not searchable within {self.settings.index_lock_wait_seconds:g} s")
+        except IndexBusy as exc:
+            problem = exc.message
+        if problem is None:
+            return
+        message = (f"the change is saved but {problem}; the index follows the change log "
+                   f"and will show it")
+        if explicit:
+            raise IndexBusy(message)
+        self.log(f"note: {message}")
 
     class _Batch:
         def __init__(self, svc: "ResourceService") -> None:
@@ -523,7 +555,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits},
-                    total_relation=page.relation, facets=facets)
+                    total_relation=page.relation, facets=facets,
+                    index=self.index_position())
 
     def list(self, workspace: str, params: dict[str, Any] | None = None, limit: Any = None,
              cursor: str | None = None) -> Page:
@@ -538,10 +571,10 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return self.search(workspace, None, params, limit, cursor)
 
     # -- delete --------------------------------------------------------------------------
-    def delete(self, workspace: str, uri: str) -> Resource:
+    def delete(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
         res = self.get(workspace, uri)
         self.lifecycle.delete([res])
-        self._index_now()
+        self._index_now(wait)
         return res
 
     # -- search-index overrides ----------------------------------------------------------
@@ -549,7 +582,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
         return self.get(workspace, uri)
 
     def update_overrides(self, workspace: str, uri: str, changes: dict | SearchIndexOverrides,
-                         replace: bool = False) -> Resource:
+                         replace: bool = False, wait: bool | None = None) -> Resource:
         """Merge ``changes`` into the overrides (``replace``: they become the overrides).
         Tags given are added; the index entry follows at once; bytes never change."""
         res = self.get(workspace, uri)
@@ -564,12 +597,13 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 source_label=new.source_label if new.source_label is not None else old.source_label,
                 include_raw_content=(new.include_raw_content if new.include_raw_content is not None
                                      else old.include_raw_content))
-        return self._set_overrides(res, merged)
+        return self._set_overrides(res, merged, wait)
 
-    def clear_overrides(self, workspace: str, uri: str) -> Resource:
-        return self._set_overrides(self.get(workspace, uri), SearchIndexOverrides())
+    def clear_overrides(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
+        return self._set_overrides(self.get(workspace, uri), SearchIndexOverrides(), wait)
 
-    def _set_overrides(self, res: Resource, overrides: SearchIndexOverrides) -> Resource:
+    def _set_overrides(self, res: Resource, overrides: SearchIndexOverrides,
+                       wait: bool | None = None) -> Resource:
         with self.lifecycle.lock.held():
             with self.catalog.transaction() as conn:
                 current = self.catalog.get(res.id, conn)
@@ -587,7 +621,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 conn.execute(f"UPDATE resources SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
                              [row[c] for c in cols] + [current.id])
                 self.catalog.enqueue_index(conn, current.id)
-        self._index_now()
+        self._index_now(wait)
         return current
 
     # -- signed URLs ---------------------------------------------------------------------
@@ -603,7 +637,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
 
     # -- workflow runs -------------------------------------------------------------------
     def delete_workflow(self, workspace: str, workflow_id: str, tier: str | None = None,
-                        dry_run: bool = False) -> list[Resource]:
+                        dry_run: bool = False, wait: bool | None = None) -> list[Resource]:
         """A run's cleanup: every resource of the run (optionally of one tier).
         ``dry_run`` only returns what would be deleted."""
         check_workspace(workspace)
@@ -618,7 +652,7 @@ class ResourceService(ViewsMixin, UploadsMixin):
             return doomed
         for i in range(0, len(doomed), 200):
             self.lifecycle.delete(doomed[i:i + 200])
-        self._index_now()
+        self._index_now(wait)
         return doomed
 
     # -- KV pointer store ----------------------------------------------------------------
@@ -710,6 +744,13 @@ class ResourceService(ViewsMixin, UploadsMixin):
                 "by-workspace": total("workspace") if workspace is None else None,
                 "groups": groups, "extraction-failures": failures}
 
+    def index_position(self) -> dict[str, Any]:
+        """This process's index in the change log: the position its searches show, how
+        many changes and seconds it is behind the catalog."""
+        st = self.index.status()
+        return {"position": st["position"], "behind": st["behind"],
+                "lag-seconds": st["lag-seconds"]}
+
     def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
         try:
@@ -719,7 +760,8 @@ class ResourceService(ViewsMixin, UploadsMixin):
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             status["catalog"] = {"ok": False, "error": str(exc)}
         try:
-            status["index"] = {"ok": True, "documents": self.index.count()}
+            status["index"] = {"ok": True, "documents": self.index.count(),
+                               **self.index.status()}
         except BaseException as exc:  # noqa: BLE001 - tantivy may panic
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise

@@ -128,7 +128,8 @@ class UploadsMixin:
             raise Conflict("the upload session ended meanwhile (completed or superseded)")
         return writer.size
 
-    def upload_complete(self, workspace: str, uri: str, session_id: str) -> Resource:
+    def upload_complete(self, workspace: str, uri: str, session_id: str,
+                        wait: bool | None = None) -> Resource:
         """Persist the staged bytes as the file resource reserved at init (a retried
         complete answers the same resource)."""
         from storage.errors import Conflict
@@ -166,7 +167,7 @@ class UploadsMixin:
             except BaseException:
                 job.abort()
                 raise
-            res = job.commit().resource
+            res = job.commit(wait).resource
         except BaseException:
             with self.catalog.transaction() as conn:
                 conn.execute("UPDATE upload_sessions SET state = ? WHERE id = ? AND "
@@ -203,10 +204,10 @@ class UploadsMixin:
         text, _ = effective_content(res, self.catalog.extract_text(res.id))
         return res, text, indexed_tags(res)
 
-    def reindex_resource(self, workspace: str, uri: str) -> Resource:
+    def reindex_resource(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
         """Rewrite one resource's index entry from its record and stored text."""
         res = self.get(workspace, uri)
         with self.catalog.transaction() as conn:
             self.catalog.enqueue_index(conn, res.id)
-        self._index_now()
+        self._index_now(wait)
         return res

@@ -404,10 +404,11 @@ async def resource_overrides(request: Request) -> Response:
     res = await run_in_threadpool(service.get_by_id, ws, id_)
     try:
         if form.get("op") == "clear":
-            await run_in_threadpool(service.clear_overrides, ws, res.uri)
+            # The operator goes on to search for it: wait until the index shows it.
+            await run_in_threadpool(service.clear_overrides, ws, res.uri, True)
         else:
             await run_in_threadpool(service.update_overrides, ws, res.uri,
-                                    _overrides_from_form(form), True)
+                                    _overrides_from_form(form), True, True)
     except BadRequest as exc:
         return await _resource_page(request, session, ws, id_, 400, override_error=exc.message)
     raise _Redirect(f"/ui/{ws}/resources/{id_}?saved=1#search-index")

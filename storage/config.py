@@ -48,6 +48,9 @@ class Settings:
     index_lock_wait_seconds: float = 30.0
     #: Interval of the retention sweep that `serve` runs.
     gc_interval_seconds: float = 300.0
+    #: When `serve` answers a write: "durable" (blob and record saved; the index follows
+    #: within a second) or "indexed" (also searchable; like wait-for=indexed on each).
+    write_ack: str = "durable"
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -60,6 +63,10 @@ class Settings:
             s.pdf_timeout_seconds = float(env["RESOURCES_PDF_TIMEOUT_SECONDS"])
         if env.get("RESOURCES_GC_INTERVAL_SECONDS"):
             s.gc_interval_seconds = float(env["RESOURCES_GC_INTERVAL_SECONDS"])
+        if env.get("RESOURCES_WRITE_ACK"):
+            s.write_ack = env["RESOURCES_WRITE_ACK"]
+            if s.write_ack not in ("durable", "indexed"):
+                raise ValueError("RESOURCES_WRITE_ACK must be durable or indexed")
         if env.get("RESOURCES_INDEX_LOCK_WAIT_SECONDS"):
             s.index_lock_wait_seconds = float(env["RESOURCES_INDEX_LOCK_WAIT_SECONDS"])
         return s

@@ -12,6 +12,11 @@ A crash before 3 leaves the staged file: recovery rolls back (drops it). A crash
 leaves the blob in place: recovery rolls forward (writes the record from the intent).
 Only after 4 is the persist acknowledged, so an acknowledged write is never lost.
 
+Concurrent persists are group-committed (``storage.group``): one pass under the lock
+does steps 2-4 for every persist waiting, with one transaction for their intents, one
+for their records and one fsync per folder; each is acknowledged after that pass. The
+bytes were staged, fsynced, hashed and extracted before, outside any lock.
+
 Order of a delete: one transaction removes the record, enqueues the index delete and
 records an intent to unlink the blob; then the blob is unlinked and the intent dropped.
 A crash in between is finished by recovery. Search never shows a record-less document
@@ -22,15 +27,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
-from .errors import Conflict, Unavailable, from_os_error
+from .errors import Conflict, IdempotencyConflict, Unavailable, from_os_error
 from .events import emit
 from .faults import fault
+from .group import GroupCommit, Pending
 from .records import Resource
+
+#: A persist handed to the group: (writer, record, text, idempotency).
+PersistItem = tuple[BlobWriter, Resource, str, "tuple[str, str, str] | None"]
 
 
 class CommitLock:
@@ -69,57 +79,136 @@ class Lifecycle:
         self.lock = lock
         self.now = now
         self.log = log
+        self._group: GroupCommit[PersistItem] = GroupCommit(self._persist_batch)
+        self._fsync_pool: ThreadPoolExecutor | None = None
         #: Admission check run under the commit lock before anything is published
         #: (quotas): ``admit(res, current, pending)`` raises to refuse the persist.
         self.admit: Callable[..., None] | None = None
 
+    def _fsyncs(self) -> ThreadPoolExecutor:
+        if self._fsync_pool is None:
+            self._fsync_pool = ThreadPoolExecutor(16, thread_name_prefix="fsync")
+        return self._fsync_pool
+
     # -- persist -------------------------------------------------------------------------
-    def publish(self, writer: BlobWriter, res: Resource, text: str,
-                idempotency: tuple[str, str, str] | None = None) -> tuple[Resource, bool]:
-        """Steps 2-4 of a persist; returns (record, created). A record already at the
-        location (slot rewrite) is read under the lock: same id and created-at, version+1."""
+    def commit_persist(self, writer: BlobWriter, res: Resource, text: str,
+                       idempotency: tuple[str, str, str] | None = None
+                       ) -> tuple[Resource, bool, bool]:
+        """Steps 2-4 of a persist, group-committed with concurrent ones. Returns
+        (record, created, replayed); a replay (the idempotency key was committed by
+        another request meanwhile) published nothing, and the caller drops its bytes."""
+        outcome = self._group.submit((writer, res, text, idempotency))
+        if len(outcome) == 4:
+            # Another thread may have led the pass: make this thread's "latest change"
+            # the one it asked for, so a wait-for=indexed waits for the right position.
+            self.catalog.note_position(outcome[3])
+        return outcome[:3]
+
+    def _persist_batch(self, batch: list[Pending[PersistItem]]) -> None:
         with self.lock.held():
+            live: list[Pending[PersistItem]] = []
+            seen: dict[tuple[str, str], Resource] = {}
+            keys: dict[tuple[str, str], tuple[str, Resource]] = {}
+            pending: dict = {}          # what earlier persists of this pass add (quotas)
             with self.catalog.transaction() as conn:
-                current = self.catalog.by_location(conn, res.connection, res.path)
-            if current is not None:
-                if current.type != res.type:
-                    raise Conflict(f"a {current.type} resource already lives at {res.path}; "
-                                   f"a {res.type} cannot replace it")
-                res.id = current.id
-                res.created_at = current.created_at
-                res.version = current.version + 1
-            if self.admit is not None:
-                self.admit(res, current)
+                for p in batch:
+                    writer, res, text, idem = p.item
+                    if idem:
+                        ws, key, request_hash = idem
+                        earlier = keys.get((ws, key))
+                        found = (earlier[0], earlier[1].id) if earlier else \
+                            self.catalog.idempotency(conn, ws, key)
+                        if found is not None:
+                            stored_hash, rid = found
+                            replay = earlier[1] if earlier else self.catalog.get(rid, conn)
+                            if stored_hash != request_hash:
+                                p.error = IdempotencyConflict(
+                                    f"Idempotency-Key {key!r} was already used with a "
+                                    f"different body or spec")
+                                continue
+                            if replay is not None:
+                                p.result = (replay, False, True)
+                                continue
+                    loc = (res.connection, res.path)
+                    current = seen.get(loc) or self.catalog.by_location(conn, *loc)
+                    if current is not None:
+                        if current.type != res.type:
+                            p.error = Conflict(f"a {current.type} resource already lives at "
+                                               f"{res.path}; a {res.type} cannot replace it")
+                            continue
+                        res.id, res.created_at = current.id, current.created_at
+                        res.version = current.version + 1
+                    if self.admit is not None:
+                        try:
+                            self.admit(res, current, pending)
+                        except Exception as exc:  # noqa: BLE001 - this persist is refused
+                            p.error = exc
+                            continue
+                    p.result = (res, current is None, False)
+                    seen[loc] = res
+                    if idem:
+                        keys[(idem[0], idem[1])] = (idem[2], res)
+                    live.append(p)
+            if not live:
+                return
             fault("persist.before_intent")
-            intent = self.catalog.add_intent("persist", {
-                "staging": writer.staging_ref, "connection": res.connection,
-                "row": res.to_row(), "text": text,
-                "idempotency": list(idempotency) if idempotency else None,
-            }, self.now())
+            with self.catalog.transaction() as conn:
+                intents = [int(conn.execute(
+                    "INSERT INTO intents(kind, payload, created_at) VALUES ('persist', ?, ?)",
+                    (_json({"staging": w.staging_ref, "connection": r.connection,
+                            "row": r.to_row(), "text": t,
+                            "idempotency": list(i) if i else None}),
+                     self.now())).lastrowid) for w, r, t, i in (p.item for p in live)]
             fault("persist.before_publish")
-            try:
-                writer.publish()
-            except OSError as exc:
-                self._refused(writer, intent, exc, res.path)
-            except Conflict:
-                # A lost publish condition (S3: another writer got there first) means
-                # nothing was published: the intent must not be rolled forward later.
-                with self.catalog.transaction() as conn:
-                    self.catalog.drop_intent(conn, intent)
-                raise
+            folders: dict[str, BlobWriter] = {}
+            published: list[tuple[Pending[PersistItem], int]] = []
+            failed: list[int] = []
+            for p, intent in zip(live, intents):
+                writer = p.item[0]
+                # A backend whose writers can share a folder barrier (local files) gets
+                # one fsync per folder; any other makes each publish durable itself.
+                grouped = hasattr(writer, "sync_folder")
+                try:
+                    writer.publish(durable=not grouped)
+                except Exception as exc:  # noqa: BLE001 - this persist fails, not the group
+                    # Nothing was placed (a refused path, a lost S3 condition): the intent
+                    # goes below, so recovery never rolls it forward, and the staged
+                    # bytes go now. A filesystem refusal becomes its precise error.
+                    writer.abort()
+                    typed = from_os_error(exc, p.item[1].path) \
+                        if isinstance(exc, OSError) else None
+                    p.error, p.result = typed or exc, None
+                    failed.append(intent)
+                    continue
+                if grouped:
+                    folders.setdefault(writer.folder_ref(), writer)  # type: ignore[attr-defined]
+                published.append((p, intent))
+            # One fsync per folder, all at once: the filesystem's journal commits them
+            # together, where one after another each would wait for its own commit.
+            list(self._fsyncs().map(lambda w: w.sync_folder(), folders.values()))
             fault("persist.after_publish")
             with self.catalog.transaction() as conn:
-                res.seq = self.catalog.next_seq(conn)
-                self.catalog.upsert(conn, res, text)
-                if idempotency:
-                    ws, key, request_hash = idempotency
-                    conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?", (ws, key))
-                    self.catalog.put_idempotency(conn, ws, key, request_hash, res.id, self.now())
-                self.catalog.drop_intent(conn, intent)
+                for p, intent in published:
+                    _, res, text, idem = p.item
+                    res.seq = self.catalog.next_seq(conn)
+                    self.catalog.upsert(conn, res, text)
+                    # The change's position, for the caller (not this leader thread) to
+                    # wait on: see Catalog.note_position.
+                    p.result = (*p.result, self.catalog.last_position())
+                    if idem:
+                        ws, key, request_hash = idem
+                        conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
+                                     (ws, key))
+                        self.catalog.put_idempotency(conn, ws, key, request_hash, res.id,
+                                                     self.now())
+                    self.catalog.drop_intent(conn, intent)
+                for intent in failed:      # nothing was renamed for these
+                    self.catalog.drop_intent(conn, intent)
             fault("persist.after_commit")
-        emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
-             created=current is None)
-        return res, current is None
+        for p, _ in published:
+            res, created = p.item[1], p.result[1]
+            emit("persist", tier=res.tier, connection=res.connection, bytes=res.size,
+                 created=created)
 
     def publish_many(self, items: list[tuple[BlobWriter, Resource, str]],
                      backend: StorageBackend) -> list[tuple[Resource, bool]]:

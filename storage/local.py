@@ -158,6 +158,17 @@ class LocalWriter(BlobWriter):
         self._done = True
         self._fh.close()
 
+    # Group commit (storage.lifecycle): several publish(durable=False) into one folder,
+    # then one fsync of that folder makes all their renames durable.
+    def folder_ref(self) -> str:
+        return str(self.target.parent)
+
+    def sync_folder(self) -> None:
+        # The folder holds the renamed entry; its parent holds the folder, which an
+        # unslotted persist has just created (<step>/<uuid>/).
+        _fsync_dir(self.target.parent)
+        _fsync_dir(self.target.parent.parent)
+
     def abort(self) -> None:
         if self._done:
             return

@@ -54,6 +54,14 @@ def main() -> None:
             persist(svc, ackfile, f"expiring{i}", {"ttl-seconds": 10})
     elif op == "persist":
         persist(svc, ackfile, "newword", {})
+    elif op == "durable":
+        # What `serve` does: acknowledge once blob and record are durable, then let
+        # the index follow (here: in the same thread, so the kill lands after the ack).
+        svc.wait_default = False
+        persist(svc, ackfile, "newword", {})
+        persist(svc, ackfile, "otherword", {"slot": "archive", "path": "exports/2026",
+                                            "filename": "slotword.txt"})
+        svc.index.sync()
     elif op == "bulk":
         words = [f"bulkword{i}" for i in range(5)]
         results = svc.persist_many(WS, (({"filename": f"{w}.txt"}, body(w)) for w in words))

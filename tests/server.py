@@ -49,6 +49,11 @@ def base_env(home: Path, clock_file: Path | None = None, public_url: str | None 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("RESOURCES_")}
     env["RESOURCES_HOME"] = str(home)
+    # These servers answer writes once indexed: the tests read their own writes through
+    # search at once. Tests of durable acknowledgement set "durable" (test_write_path).
+    env["RESOURCES_WRITE_ACK"] = "indexed"
+    # One process, so tests that look at the server's pid (memory) see the one serving.
+    env["RESOURCES_WORKERS"] = "1"
     if clock_file is not None:
         env["RESOURCES_CLOCK_FILE"] = str(clock_file)
     if public_url is not None:

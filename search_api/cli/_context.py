@@ -140,3 +140,16 @@ def _suggest(api: Any, workspace: str, id_: str) -> str:
             except ResourceError:
                 continue
     return make_uri(workspace, "<file|result>", id_)
+
+
+def wait_option(f: Callable) -> Callable:
+    """--wait/--no-wait on a write: return only once searches show the change. Embedded,
+    writes wait by default (so `persist` then `search` finds it); through the API the
+    server's default applies (durable) unless --wait asks for wait-for=indexed."""
+    @functools.wraps(f)
+    def wrapper(api: Any, *args: Any, wait: bool | None = None, **kwargs: Any) -> Any:
+        api.wait = wait
+        return f(api, *args, **kwargs)
+    return click.option("--wait/--no-wait", "wait", default=None,
+                        help="Return once the change is searchable (embedded default: "
+                             "wait; remote default: once durable).")(wrapper)

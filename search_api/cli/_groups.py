@@ -10,7 +10,7 @@ import click
 from storage.errors import BadRequest, NotFound
 
 from ..output import fit_middle, width
-from ._context import check_uri, format_option, run
+from ._context import check_uri, format_option, run, wait_option
 from ._options import complete_slot, paging_options, tier_choice
 
 
@@ -48,6 +48,7 @@ def workflow_step(api, workflow_id: str, step_id: str, limit, cursor) -> dict:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask (a terminal is asked to confirm).")
 @format_option
 @run
+@wait_option
 def workflow_delete(api, workflow_id: str, tier: str | None, dry_run: bool, yes: bool,
                     fmt: str) -> dict | None:
     """A run's cleanup: delete every resource it produced (asks first on a terminal)."""
@@ -100,6 +101,7 @@ def si_show(api, uri: str) -> dict:
               help="Whether extracted text is indexed too.")
 @format_option
 @run
+@wait_option
 def si_update(api, uri: str, text, tags, source_label, include_raw_content) -> dict:
     """Update overrides; the index follows at once."""
     changes: dict[str, Any] = {}
@@ -121,6 +123,7 @@ def si_update(api, uri: str, text, tags, source_label, include_raw_content) -> d
 @click.argument("uri")
 @format_option
 @run
+@wait_option
 def si_clear(api, uri: str) -> dict:
     """Remove every override."""
     check_uri(api, uri)

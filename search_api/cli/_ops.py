@@ -33,9 +33,16 @@ from ._context import config, damaged, fail, format_option, make_api, run
               help="Default: text on a terminal, else json ($RESOURCES_LOG_FORMAT).")
 @click.option("--metrics-port", type=int, default=None,
               help="Also serve /metrics without a key on 127.0.0.1:PORT.")
+@click.option("--workers", type=int, default=None,
+              help="Request processes on the port (default $RESOURCES_WORKERS, else the "
+                   "number of cores). One of them writes the index at a time.")
+@click.option("--indexer/--no-indexer", default=True, show_default=True,
+              help="Follow the change log here; --no-indexer when `resources indexer` "
+                   "runs elsewhere on this data home.")
 def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
           keep_alive_timeout: int, limit_concurrency: int, log_level: str | None,
-          log_format: str | None, metrics_port: int | None) -> None:
+          log_format: str | None, metrics_port: int | None, workers: int | None,
+          indexer: bool) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home.
 
     Logs one JSON line per request and per background job on stderr; /metrics (a
@@ -60,20 +67,58 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
     ops.log_format = log_format or ops.log_format
     ops.metrics_port = metrics_port if metrics_port is not None else ops.metrics_port
     logs.configure(ops.log_level, ops.log_format)
-    settings = Settings.from_env(config().home)
+    workers = workers or int(os.environ.get("RESOURCES_WORKERS") or 0) or os.cpu_count() or 1
+    if workers < 1:
+        raise click.UsageError("--workers must be at least 1")
+    # Worker processes build their app from the environment: everything goes there.
+    os.environ["RESOURCES_HOME"] = str(config().home)
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
-        settings.public_url = f"http://{host}:{port}"
+        os.environ["RESOURCES_PUBLIC_URL"] = f"http://{host}:{port}"
+    os.environ["RESOURCES_INDEXER"] = "1" if indexer else "0"
+    for name, value in (("RESOURCES_LOG_LEVEL", ops.log_level),
+                        ("RESOURCES_LOG_FORMAT", ops.log_format)):
+        if value:                 # unset: each worker decides (text on a terminal)
+            os.environ[name] = value
+    settings = Settings.from_env(config().home)
     try:
         service = ResourceService(settings, log=logs.service_logger())
     except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
+    limits = dict(http=protocol(max_header_bytes, header_timeout),
+                  timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
     # log_config=None: uvicorn keeps the handler configured above; access_log off: our
     # request line replaces it (and never prints a raw path).
-    uvicorn.run(create_app(service, ops=ops), host=host, port=port, log_level=ops.log_level,
-                log_config=None, access_log=False,
-                http=protocol(max_header_bytes, header_timeout),
-                timeout_keep_alive=keep_alive_timeout, limit_concurrency=limit_concurrency)
+    if workers == 1:
+        uvicorn.run(create_app(service, ops=ops, lead=indexer), host=host, port=port,
+                    log_level=ops.log_level, log_config=None, access_log=False, **limits)
+    else:
+        service.close()       # opened once to recover and to fail early on a bad home
+        uvicorn.run("search_api.app:app_from_env", factory=True, workers=workers,
+                    host=host, port=port, log_level=ops.log_level, log_config=None,
+                    access_log=False, **limits)
+
+
+@click.command()
+def indexer() -> None:
+    """Run only the index follower on the data home (for a deployment that serves the
+    API with `serve --no-indexer`): applies the change log, one writer at a time."""
+    import signal
+    import threading
+
+    from indexer.follower import IndexFollower
+    from storage.config import Settings
+
+    from ..service import ResourceService
+    service = ResourceService(Settings.from_env(config().home))
+    follower = IndexFollower(service.index, log=service.log).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1.0):
+        pass
+    follower.stop()
+    service.close()
 
 
 @click.command()
@@ -233,4 +278,4 @@ def sync_slot(api, slot: str) -> dict:
     return {"data": do_sync(api.service, api.workspace, slot), "meta": {}}
 
 
-COMMANDS = (serve, gc, doctor, reindex, watch, sync_slot, completion)
+COMMANDS = (serve, indexer, gc, doctor, reindex, watch, sync_slot, completion)

@@ -10,7 +10,7 @@ import click
 from storage.errors import BadRequest, ResourceError
 
 from ..output import default_format, emit, human_size
-from ._context import check_uri, config, fail, format_option, make_api, run
+from ._context import check_uri, config, fail, format_option, make_api, run, wait_option
 from ._options import collect_filters, filter_options, keyword_mode_option, tier_choice
 
 #: Bodies at least this big get a progress bar on a terminal.
@@ -51,6 +51,7 @@ Examples:
 @click.option("--idempotency-key", help="Retry-safe key: a replay returns the first record.")
 @format_option
 @run
+@wait_option
 def persist(api, file: str, type_: str, tier: str, slot, path, filename, content_type,
             display_name, params, tags, source_label, index_text, no_raw_content,
             include_raw_content, flow, step, workflow_id, ttl_seconds, idempotency_key,
@@ -252,6 +253,7 @@ def search(api, words: tuple[str, ...], keyword_mode: str, limit, cursor, **kwar
 @click.argument("uri")
 @format_option
 @run
+@wait_option
 def delete(api, uri: str, fmt: str) -> dict | None:
     """Delete blob, record and index entry together; prints what went in one line."""
     check_uri(api, uri)
