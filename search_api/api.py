@@ -29,6 +29,7 @@ class Api(Protocol):
     def search_index(self, op: str, uri: str, changes: dict | None) -> dict: ...
     def slots_bind(self, slot: str, root: str, connection: str) -> dict: ...
     def slots_list(self) -> dict: ...
+    def picker_origins(self, origins: list[str] | None) -> dict: ...
 
 
 class EmbeddedApi:
@@ -128,6 +129,13 @@ class EmbeddedApi:
         slots = self.service.list_slots(self.workspace)
         return envelope.plain({"items": [self.service.slot_json(s) for s in slots]},
                               total=len(slots))
+
+    def picker_origins(self, origins: list[str] | None) -> dict:
+        """The picker's allowed origins; replaced first when ``origins`` is given."""
+        svc = self.service
+        items = svc.picker_origins(self.workspace) if origins is None \
+            else svc.set_picker_origins(self.workspace, origins)
+        return envelope.plain({"origins": items}, total=len(items))
 
 
 def make_api(workspace: str | None = None) -> Any:

@@ -171,6 +171,11 @@ class RemoteApi:
     def slots_list(self) -> dict:
         return self._json("GET", self._ws("/slots"))
 
+    def picker_origins(self, origins: list[str] | None) -> dict:
+        if origins is None:
+            return self._json("GET", self._ws("/picker/origins"))
+        return self._json("PUT", self._ws("/picker/origins"), json={"origins": origins})
+
 
 def _seg(value: str) -> str:
     from urllib.parse import quote

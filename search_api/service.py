@@ -40,6 +40,7 @@ from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
 from .signing import Signer, load_secret, parse_ttl
+from .picker import PickerMixin
 from .uploads import UploadsMixin
 from .views import ViewsMixin
 
@@ -118,7 +119,7 @@ class PersistJob:
             self._closed = True
 
 
-class ResourceService(ViewsMixin, UploadsMixin):
+class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     def __init__(self, settings: Settings, log: Callable[[str], None] | None = None,
                  recover: bool = True) -> None:
         self.settings = settings

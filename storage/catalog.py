@@ -23,7 +23,7 @@ import sqlite_utils
 
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -88,7 +88,15 @@ def _m4(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4]
+def _m7(db: sqlite_utils.Database) -> None:
+    # The origins allowed to embed a workspace's picker (issue 21): one row per origin,
+    # so an allow-list change is a plain replace inside one transaction.
+    db["picker_origins"].create({"workspace": str, "origin": str, "created_at": float},
+                                pk=("workspace", "origin"))
+
+
+# _m7 is the web view's (branch web); the lead renumbers it after _m5/_m6 on merge.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m7]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -305,6 +313,23 @@ class Catalog:
         else:
             rows = self.conn.execute("SELECT * FROM slots WHERE workspace=? ORDER BY name", (workspace,))
         return [Slot(*r) for r in rows]
+
+    # -- picker origins ------------------------------------------------------------------
+    def picker_origins(self, workspace: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT origin FROM picker_origins WHERE workspace = ? ORDER BY origin",
+            (workspace,))]
+
+    def set_picker_origins(self, workspace: str, origins: list[str], now: float) -> list[str]:
+        """Replace the workspace's allow-list (kept creation times of origins that stay)."""
+        with self.transaction() as conn:
+            old = dict(conn.execute("SELECT origin, created_at FROM picker_origins "
+                                    "WHERE workspace = ?", (workspace,)).fetchall())
+            conn.execute("DELETE FROM picker_origins WHERE workspace = ?", (workspace,))
+            for origin in origins:
+                conn.execute("INSERT INTO picker_origins VALUES (?,?,?)",
+                             (workspace, origin, old.get(origin, now)))
+        return self.picker_origins(workspace)
 
     # -- idempotency -------------------------------------------------------------------
     def idempotency(self, conn: sqlite3.Connection, workspace: str, key: str) -> tuple[str, str] | None:
