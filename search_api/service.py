@@ -148,6 +148,9 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
 
     def close(self) -> None:
         self.pdf.close()
+        thumbs = getattr(self, "_thumbnailer", None)     # made on first use (views.py)
+        if thumbs is not None:
+            thumbs.close()
         self.catalog.close()
 
     @staticmethod

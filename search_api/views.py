@@ -5,13 +5,17 @@ A mixin of ResourceService: these only read through the core's own search and ca
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from indexer.query import Filters, parse_text
+from indexer.thumbs import Thumb, Thumbnailer, thumbnail_kind
 from storage.layout import check_workspace
 from storage.records import Resource
 
 from .auth import Principal
+
+_THUMBS_LOCK = threading.Lock()
 
 if TYPE_CHECKING:
     from .service import ResourceService  # noqa: F401
@@ -134,3 +138,30 @@ class ViewsMixin:
             if not cursor:
                 break
         return items[:max_items], total
+
+    # -- thumbnails (indexer/thumbs.py) ----------------------------------------------------
+    @property
+    def thumbnailer(self) -> Thumbnailer:
+        with _THUMBS_LOCK:           # one per service, even when two requests ask at once
+            return self._make_thumbnailer()
+
+    def _make_thumbnailer(self) -> Thumbnailer:
+        thumbs = getattr(self, "_thumbnailer", None)
+        if thumbs is None:
+            import os
+            thumbs = Thumbnailer(
+                self.settings.home / "thumbs",
+                int(os.environ.get("RESOURCES_THUMB_CACHE_BYTES", 256 * 1024 * 1024)),
+                float(os.environ.get("RESOURCES_THUMB_TIMEOUT_SECONDS", 3.0)))
+            self._thumbnailer = thumbs
+        return thumbs
+
+    def thumbnail(self, res: Resource, size: str = "small") -> Thumb:
+        """The cached thumbnail of a record the caller may read (made once, on first ask)."""
+        def fetch(path: Any) -> None:
+            _, _, _, chunks = self.read(res.workspace, res.uri)
+            with open(path, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+        return self.thumbnailer.get(res.sha256, size, thumbnail_kind(res.content_type),
+                                    res.size, fetch)

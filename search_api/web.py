@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from indexer.thumbs import thumbnail_kind
 from storage.clock import rfc3339
 from storage import mediatype
 from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
@@ -75,6 +76,7 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), au
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["size"] = human_size
 _env.filters["rfc3339"] = rfc3339
+_env.filters["thumbable"] = lambda ctype: thumbnail_kind(ctype) is not None
 templates = Jinja2Templates(env=_env)
 
 

@@ -96,8 +96,19 @@ async def embedded_picker(request: Request) -> Response:
         "link": link, "title": "Choose a resource"}, status, session.origin)
 
 
+@picker_page_handler
+async def picker_thumb(request: Request) -> Response:
+    from .web_thumbs import thumb_response, thumb_size
+    session = await _session(request)
+    size = thumb_size(request)
+    service = svc(request)
+    res = await run_in_threadpool(service.picker_resource, session, request.path_params["id"])
+    return thumb_response(await run_in_threadpool(service.thumbnail, res, size))
+
+
 #: Registered before the web view's ``/ui/{ws}`` routes, which would take "picker" as a
 #: workspace name.
 picker_web_routes = [
     Route("/ui/picker", embedded_picker, methods=["GET"]),
+    Route("/ui/picker/thumbs/{id}", picker_thumb, methods=["GET"]),
 ]

@@ -57,4 +57,12 @@
       }
     });
   });
+
+  // A thumbnail that cannot be made (404: bomb, slow or broken file) hides its figure.
+  document.querySelectorAll("img.thumb").forEach(function (img) {
+    var box = img.closest("figure") || img;
+    function fallback() { box.hidden = true; }
+    if (img.complete && img.naturalWidth === 0) { fallback(); }
+    img.addEventListener("error", fallback);
+  });
 })();

@@ -65,11 +65,13 @@
 
   // Thumbnails that cannot be made (404) leave the type label in their place.
   document.querySelectorAll("img.thumb").forEach(function (img) {
-    img.addEventListener("error", function () { img.hidden = true; });
-    img.addEventListener("load", function () {
+    function fallback() {
+      img.hidden = true;
       var ph = img.parentNode.querySelector(".ph");
-      if (ph) { ph.hidden = true; }
-    });
+      if (ph) { ph.hidden = false; }
+    }
+    if (img.complete && img.naturalWidth === 0) { fallback(); }   // failed before we ran
+    img.addEventListener("error", fallback);
   });
 
   // Tell the embedding page our height, so it can size the frame without scrollbars.
