@@ -39,6 +39,7 @@ from .auth import ADMIN, READ, WRITE, Principal
 from .routes import content_response
 from .service import ResourceService
 from .signing import load_secret
+from .web_lists import SORT_KEYS, SYNTAX_HELP, parse_sort, relative_time, sort_items
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -48,8 +49,9 @@ COOKIE = "resources_session"
 SESSION_MAX_AGE = 12 * 3600
 PAGE_SIZE = 20
 PICKER_PAGE_SIZE = 24
-#: The filters the search page offers (a subset of the API's, same kebab-case names).
-SEARCH_FILTERS = ("type", "tier", "slot", "storage-root", "path-prefix", "accept")
+#: The filters the search page offers: every one of the API's, same kebab-case names.
+SEARCH_FILTERS = ("type", "tier", "exclude-tier", "slot", "storage-root", "path-prefix",
+                  "accept", "tag", "workflow-id", "flow", "step")
 
 #: Pages: only our own scripts, styles and images; no framing by other sites.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -76,6 +78,7 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), au
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["size"] = human_size
 _env.filters["rfc3339"] = rfc3339
+_env.filters["ago"] = relative_time
 _env.filters["thumbable"] = lambda ctype: thumbnail_kind(ctype) is not None
 templates = Jinja2Templates(env=_env)
 
@@ -311,10 +314,16 @@ async def search_page(request: Request) -> Response:
         error, status = exc.message, 400
     slots = await run_in_threadpool(service.list_slots, ws)
     roots = await run_in_threadpool(service.storage_roots, ws)
+    view = "table" if qp.get("view") == "table" else "cards"
+    sort, desc = parse_sort(qp.get("sort")) if view == "table" else (None, False)
+    items = sort_items(result.items, sort, desc) if result is not None else []
     return render(request, "search.html", {
-        "q": q, "params": params, "result": result, "facets": facets, "error": error,
+        "q": q, "params": params, "result": result, "items": items, "facets": facets,
+        "error": error, "syntax_help": SYNTAX_HELP if error and q else None,
+        "view": view, "sort": sort, "desc": desc, "sort_keys": list(SORT_KEYS),
         "slots": slots, "roots": roots, "tiers": list(service.settings.tiers),
-        "link": _link_maker(request, f"/ui/{ws}/search", ("q", *SEARCH_FILTERS, "limit")),
+        "link": _link_maker(request, f"/ui/{ws}/search",
+                            ("q", *SEARCH_FILTERS, "limit", "view", "sort")),
         "title": f"Search · {ws}"}, status, session)
 
 

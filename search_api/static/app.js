@@ -65,4 +65,28 @@
     if (img.complete && img.naturalWidth === 0) { fallback(); }
     img.addEventListener("error", fallback);
   });
+
+  // "/" focuses the search box, as on most search sites (not while typing elsewhere).
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var t = ev.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) { return; }
+    var box = document.querySelector('main input[type="search"]');
+    if (box) { ev.preventDefault(); box.focus(); box.select(); }
+  });
+
+  // Search forms leave empty fields out of the URL, so a link says only what is set.
+  document.querySelectorAll('form[role="search"]').forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input[name], select[name]").forEach(function (el) {
+        if (el.value === "") { el.disabled = true; }
+      });
+    });
+  });
+  // Coming back (bfcache) must not leave fields disabled.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll('form[role="search"] [disabled]').forEach(function (el) {
+      el.disabled = false;
+    });
+  });
 })();
