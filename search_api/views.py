@@ -16,6 +16,37 @@ from storage.records import Resource
 from .auth import Principal
 
 _THUMBS_LOCK = threading.Lock()
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
+#: What a CSV preview shows: the first rows and columns, each cell cut.
+CSV_ROWS, CSV_COLS, CSV_CELL = 50, 30, 200
+
+
+def _csv_rows(text: str, delimiter: str) -> list[list[str]]:
+    """The first CSV_ROWS rows (header first) of already bounded text."""
+    import csv
+    import io
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+            rows.append([cell[:CSV_CELL] for cell in row[:CSV_COLS]])
+            if len(rows) > CSV_ROWS:
+                break
+    except csv.Error:
+        pass                      # a ragged tail (the text was cut): show what parsed
+    return rows
+
+
+def _json_nodes(value: Any, limit: int) -> int:
+    """How many nodes the folded tree would have (stops counting past ``limit``)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 if TYPE_CHECKING:
     from .service import ResourceService  # noqa: F401
@@ -114,8 +145,11 @@ class ViewsMixin:
             data = head(limit)
             if res.size <= limit:
                 try:
-                    out.update(kind="json", text=json.dumps(json.loads(data), indent=2,
+                    parsed = json.loads(data)
+                    out.update(kind="json", text=json.dumps(parsed, indent=2,
                                                             ensure_ascii=False)[:limit])
+                    # Folded tree only while it stays a page, not a DOM of 100k nodes.
+                    out["data"] = parsed if _json_nodes(parsed, 3000) <= 3000 else None
                     return out
                 except (ValueError, RecursionError):
                     pass          # not JSON, or nested too deep to fold: shown as text
@@ -123,7 +157,13 @@ class ViewsMixin:
             out.update(kind="text", text=text, truncated=res.size > max_bytes)
         elif res.extraction.extractor == "text" or ctype.startswith("text/"):
             text, _ = decode_text(head(max_bytes))
-            out.update(kind="text", text=text, truncated=res.size > max_bytes)
+            out.update(kind="text", text=text, truncated=res.size > max_bytes,
+                       lines=text.count("\n") + 1)
+            if ctype in CSV_TYPES or res.filename.lower().endswith((".csv", ".tsv")):
+                out.update(kind="csv", rows=_csv_rows(text, "\t" if ctype ==
+                                                      "text/tab-separated-values" or
+                                                      res.filename.lower().endswith(".tsv")
+                                                      else ","))
         return out
 
     def workflow_run(self, workspace: str, workflow_id: str, max_items: int = 1000

@@ -79,6 +79,7 @@ _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["size"] = human_size
 _env.filters["rfc3339"] = rfc3339
 _env.filters["ago"] = relative_time
+_env.filters["jsonscalar"] = lambda v: json.dumps(v, ensure_ascii=False)
 _env.filters["thumbable"] = lambda ctype: thumbnail_kind(ctype) is not None
 templates = Jinja2Templates(env=_env)
 

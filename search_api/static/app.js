@@ -89,4 +89,34 @@
       el.disabled = false;
     });
   });
+
+  // "Copy uri": the clipboard when the page may use it, else select the text to copy.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var source = document.querySelector(button.getAttribute("data-copy"));
+      var status = document.getElementById("copy-status");
+      if (!source) { return; }
+      var text = source.textContent;
+      var say = function (msg) { if (status) { status.textContent = msg; } };
+      var select = function () {
+        var range = document.createRange();
+        range.selectNodeContents(source);
+        var sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        say("Selected: press Ctrl+C to copy.");
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { say("Copied."); }, select);
+      } else {
+        select();
+      }
+    });
+  });
+
+  // A tiny image (a 16 x 16 icon) is shown larger, with crisp pixels, not as a speck.
+  document.querySelectorAll("img.preview-image").forEach(function (img) {
+    function check() { if (img.naturalWidth && img.naturalWidth < 128) { img.classList.add("upscaled"); } }
+    if (img.complete) { check(); } else { img.addEventListener("load", check); }
+  });
 })();
