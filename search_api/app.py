@@ -97,11 +97,12 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web_picker import picker_web_routes  # the embeddable picker (before /ui/{ws})
     from .picker_routes import picker_routes   # its API: origins and sessions
     from .web_thumbs import thumb_routes       # thumbnails of resource pages
+    from .web_runs import run_routes           # run zip and ephemeral cleanup
     from .web_lists import fallback_routes     # an HTML 404 for unknown /ui/ paths (last)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
     app = Starlette(routes=[*routes, *kv_routes, *picker_routes, ui_static,
-                            *picker_web_routes, *thumb_routes, *web_routes,
+                            *picker_web_routes, *thumb_routes, *run_routes, *web_routes,
                             *fallback_routes, *breyta_routes],
                     lifespan=lifespan,
                     exception_handlers={

@@ -437,9 +437,22 @@ async def workflow_page(request: Request) -> Response:
         t = tiers.setdefault(res.tier, {"count": 0, "bytes": 0})
         t["count"] += 1
         t["bytes"] += res.size
+    # Timeline: the run's first and last persist, each step's span as a share of it.
+    first = min((r.created_at for r in items), default=0.0)
+    last = max((r.created_at for r in items), default=0.0)
+    span = max(last - first, 1e-9)
+    for group in steps.values():
+        times = [r.created_at for r in group["items"]]
+        group["first"], group["last"] = min(times), max(times)
+        group["left"] = round(100 * (group["first"] - first) / span, 2) if last > first else 0
+        group["width"] = max(round(100 * (group["last"] - group["first"]) / span, 2), 1.5) \
+            if last > first else 100
+    assert session.principal is not None
+    can_write = WRITE in session.principal.scopes or ADMIN in session.principal.scopes
     return render(request, "workflow.html", {
         "workflow_id": wf, "steps": steps, "total": total, "shown": len(items),
-        "bytes": sum(r.size for r in items), "tiers": tiers,
+        "bytes": sum(r.size for r in items), "tiers": tiers, "first": first, "last": last,
+        "can_write": can_write, "deleted": request.query_params.get("deleted"),
         "title": f"Run {wf}"}, 200, session)
 
 

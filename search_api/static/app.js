@@ -119,4 +119,10 @@
     function check() { if (img.naturalWidth && img.naturalWidth < 128) { img.classList.add("upscaled"); } }
     if (img.complete) { check(); } else { img.addEventListener("load", check); }
   });
+
+  // Timeline bars: positions come from data attributes (the CSP allows no inline style).
+  document.querySelectorAll(".tl-bar").forEach(function (bar) {
+    bar.style.left = bar.getAttribute("data-left") + "%";
+    bar.style.width = bar.getAttribute("data-width") + "%";
+  });
 })();
