@@ -14,7 +14,7 @@ origin and posts its messages to that origin only.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ from storage.errors import Forbidden, InvalidSpec, NotFound, Unauthorized
 from storage.layout import check_workspace
 from storage.records import Resource
 
-from .auth import ADMIN, READ, Principal
+from .auth import ADMIN, READ, WRITE, Principal
 from .signing import load_secret
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class PickerSession:
     accept: str | None
     expires: int
     sid: str
+    #: May upload a new file into the slot (asked for at mint, needs resources.write).
+    write: bool = False
 
     @property
     def params(self) -> dict[str, str]:
@@ -81,7 +83,7 @@ class PickerSession:
 
     def to_json(self) -> dict[str, Any]:
         return {"workspace": self.workspace, "origin": self.origin, "slot": self.slot,
-                "accept": self.accept, "expires": self.expires}
+                "accept": self.accept, "expires": self.expires, "write": self.write}
 
 
 def accepts(patterns: list[str], content_type: str | None) -> bool:
@@ -92,6 +94,10 @@ def accepts(patterns: list[str], content_type: str | None) -> bool:
     major = ctype.partition("/")[0]
     return any(ctype == p.lower() or (p.endswith("/*") and major == p[:-2].lower())
                for p in patterns)
+
+
+def _patterns(session: PickerSession) -> list[str]:
+    return [p.strip() for p in (session.accept or "").split(",") if p.strip()]
 
 
 class PickerMixin:
@@ -134,14 +140,21 @@ class PickerMixin:
         Filters.from_params({"accept": accept})          # the search's own validation
         if slot is not None:
             self._slot(workspace, slot)                    # must be bound
+        write = body.get("write", False)
+        if not isinstance(write, bool):
+            raise InvalidSpec("write must be true or false")
+        if write:
+            principal.require(workspace, WRITE)
+            if slot is None:
+                raise InvalidSpec("a picker that uploads needs a slot to upload into")
         ttl = body.get("ttl", DEFAULT_TTL)
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
             raise InvalidSpec(f"ttl must be an integer number of seconds, {MIN_TTL}..{MAX_TTL}")
         session = PickerSession(workspace, principal.key_id, origin, slot, accept,
-                                int(self.now()) + ttl, secrets.token_urlsafe(9))
+                                int(self.now()) + ttl, secrets.token_urlsafe(9), write)
         token = self._picker_serializer().dumps(
             [session.workspace, session.key_id, session.origin, session.slot, session.accept,
-             session.expires, session.sid])
+             session.expires, session.sid, session.write])
         return token, session
 
     def picker_session(self, token: str | None) -> PickerSession:
@@ -161,7 +174,29 @@ class PickerMixin:
             raise Unauthorized("the key behind this picker session is gone")
         if session.origin not in self.picker_origins(session.workspace):
             raise Unauthorized("this origin may no longer embed the picker")
+        if session.write and WRITE not in principal.scopes and ADMIN not in principal.scopes:
+            session = replace(session, write=False)      # the key lost write: read only
         return session
+
+    def picker_upload_spec(self, session: PickerSession, filename: str | None,
+                           content_type: str | None) -> dict[str, Any]:
+        """The persist spec of an upload into the session's slot (its declared type must
+        be one the session accepts); the face streams the body into it."""
+        if not session.write or not session.slot:
+            raise Forbidden("this picker session may not upload")
+        if not accepts(_patterns(session), content_type):
+            raise InvalidSpec(f"this picker accepts only {session.accept}")
+        spec = {"slot": session.slot, "filename": filename or "upload",
+                "content-type": content_type or None, "source-label": "picker upload"}
+        return {k: v for k, v in spec.items() if v}
+
+    def picker_check_upload(self, session: PickerSession, res: Resource) -> Resource:
+        """Undo an upload whose stored type (sniffed, normalised) the session refuses."""
+        if not accepts(_patterns(session), res.content_type):
+            self.delete(session.workspace, res.uri)
+            raise InvalidSpec(f"the file is {res.content_type}; this picker accepts only "
+                              f"{session.accept}")
+        return res
 
     def picker_resource(self, session: PickerSession, id_: str) -> Resource:
         """A resource inside the session's scope (workspace, slot, accept), else 404."""
@@ -171,7 +206,6 @@ class PickerMixin:
             if res.storage_root != slot.root or \
                     res.storage_backend != self.backends[slot.connection].family:
                 raise NotFound("resource not found")
-        patterns = [p.strip() for p in (session.accept or "").split(",") if p.strip()]
-        if not accepts(patterns, res.content_type):
+        if not accepts(_patterns(session), res.content_type):
             raise NotFound("resource not found")
         return res

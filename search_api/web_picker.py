@@ -106,9 +106,34 @@ async def picker_thumb(request: Request) -> Response:
     return thumb_response(await run_in_threadpool(service.thumbnail, res, size))
 
 
+async def picker_upload(request: Request) -> Response:
+    """Raw body (``fetch`` of the chosen File), ``?filename=``; JSON in, JSON out."""
+    from starlette.responses import JSONResponse
+
+    from .routes import stream_body
+    service = svc(request)
+    session = await _session(request)
+    spec = await run_in_threadpool(service.picker_upload_spec, session,
+                                   request.query_params.get("filename"),
+                                   request.headers.get("content-type"))
+    job = await run_in_threadpool(service.begin_persist, session.workspace, spec)
+    await stream_body(request, job.write, job.writer.max_bytes, job.abort)
+    try:
+        result = await run_in_threadpool(job.commit)
+    except BaseException:
+        job.abort()
+        raise
+    res = await run_in_threadpool(service.picker_check_upload, session, result.resource)
+    response = JSONResponse({"data": {"uri": res.uri, "id": res.id, "name": res.display_name,
+                                      "content-type": res.content_type, "size": res.size},
+                             "meta": {}}, status_code=201)
+    return _headers(response, session.origin)
+
+
 #: Registered before the web view's ``/ui/{ws}`` routes, which would take "picker" as a
 #: workspace name.
 picker_web_routes = [
     Route("/ui/picker", embedded_picker, methods=["GET"]),
     Route("/ui/picker/thumbs/{id}", picker_thumb, methods=["GET"]),
+    Route("/ui/picker/upload", picker_upload, methods=["POST"]),
 ]

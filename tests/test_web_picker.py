@@ -20,6 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
+from server import FIXTURES
+
 from test_web import (WS, Site, browser, chromium_path, doc_shot, new_page,  # noqa: F401
                       site)
 
@@ -59,7 +61,8 @@ class EmbeddingApp:
         """Server to server: (picker url, error text)."""
         r = httpx.post(f"{self.site.base}/v1/{WS}/picker/sessions",
                        headers={"Authorization": f"Bearer {self.key}"},
-                       json={"origin": self.origin, **qs}, timeout=10)
+                       json={"origin": self.origin, **qs,
+                             **({"write": True} if qs.get("write") else {})}, timeout=10)
         self.minted.append({"status": r.status_code, "body": r.json()})
         if r.status_code != 201:
             return "", r.json()["error"]["message"]
@@ -243,3 +246,47 @@ def test_picker_routes_are_documented_and_the_cli_sets_origins(site: Site, tmp_p
     assert bad.returncode == 1 and b"wildcard" in bad.stderr
     shown = cli("picker", "origins", "show", "--format", "json", env=env)
     assert json.loads(shown.stdout)["data"]["origins"] == ["https://app.example.com"]
+
+
+def test_upload_into_the_slot_from_the_picker(site: Site, browser: Browser,  # noqa: F811
+                                              tmp_path: Path) -> None:
+    writer = EmbeddingApp(site, site.server.keys["write"])
+    reader = EmbeddingApp(site, site.server.keys["read"])
+    ctx, page = new_page(browser, 900, 700)
+    try:
+        with site.server.client("admin") as c:
+            origins = c.get(f"/v1/{WS}/picker/origins").json()["data"]["origins"]
+            c.put(f"/v1/{WS}/picker/origins",
+                  json={"origins": [*origins, writer.origin, reader.origin]}).raise_for_status()
+        # A read key cannot mint an uploading session; without write there is no form.
+        reader.mint({"slot": "archive", "write": "1"})
+        assert reader.minted[-1]["status"] == 403
+        page.goto(f"{writer.origin}/?slot=archive&accept=image/*")
+        frame = page.frame_locator("#picker")
+        expect(frame.locator("#total")).to_have_text("1")
+        assert frame.locator("#picker-upload").count() == 0
+        page.goto(f"{writer.origin}/?slot=archive&accept=image/*&write=1")
+        expect(frame.locator("#picker-upload")).to_be_visible()
+        # A type the session does not accept is refused and nothing is kept.
+        frame.locator("#picker-file").set_input_files(
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"plain words"})
+        frame.locator("#picker-upload button").click()
+        expect(frame.locator("#picked-status")).to_contain_text("accepts only image/*")
+        frame.locator("#picker-file").set_input_files(
+            {"name": "fresh.png", "mimeType": "image/png",
+             "buffer": (FIXTURES / "image.png").read_bytes()})
+        frame.locator("#picker-upload button").click()
+        page.wait_for_function("() => window.__messages.some(m => m.data.uploaded)")
+        msg = [m for m in page.evaluate("() => window.__messages") if m["data"].get("uploaded")][0]
+        assert msg["origin"] == site.base and msg["data"]["name"] == "fresh.png"
+        expect(page.locator("#chosen")).to_have_text(msg["data"]["uri"])
+        with site.server.client("read") as c:
+            rec = c.get(f"/v1/{WS}/resources/by-uri", params={"uri": msg["data"]["uri"]}).json()
+            assert rec["data"]["slot"] == "archive" and rec["data"]["content-type"] == "image/png"
+            assert c.get(f"/v1/{WS}/resources/search", params={"q": "notes.txt", "slot": "archive"}
+                         ).json()["meta"]["total"] == 0
+        page.screenshot(path=str(tmp_path / "picker-upload.png"))
+    finally:
+        ctx.close()
+        writer.close()
+        reader.close()

@@ -74,6 +74,33 @@
     img.addEventListener("error", fallback);
   });
 
+  // Upload into the slot (sessions minted with write): the raw file streams to the
+  // server, and the new resource is handed over like a picked one.
+  var upload = document.getElementById("picker-upload");
+  if (upload) {
+    upload.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var file = document.getElementById("picker-file").files[0];
+      if (!file) { return; }
+      if (status) { status.textContent = "Uploading " + file.name + "…"; }
+      var url = upload.getAttribute("data-upload-url") + "&filename=" + encodeURIComponent(file.name);
+      fetch(url, { method: "POST", body: file, credentials: "omit",
+                   headers: { "Content-Type": file.type || "application/octet-stream" } })
+        .then(function (r) {
+          return r.json().then(function (body) {
+            if (!r.ok) { throw new Error(body.error ? body.error.message : "HTTP " + r.status); }
+            return body.data;
+          });
+        })
+        .then(function (d) {
+          send({ type: "resource-picked", uri: d.uri, id: d.id, name: d.name,
+                 "content-type": d["content-type"], size: d.size, uploaded: true });
+          if (status) { status.textContent = "Uploaded and chosen: " + d.name; }
+        })
+        .catch(function (err) { if (status) { status.textContent = "Upload failed: " + err.message; } });
+    });
+  }
+
   // Tell the embedding page our height, so it can size the frame without scrollbars.
   var last = -1;
   function resized() {
