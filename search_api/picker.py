@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -27,9 +27,6 @@ from storage.records import Resource
 
 from .auth import ADMIN, READ, WRITE, Principal
 from .signing import load_secret
-
-if TYPE_CHECKING:
-    from .service import ResourceService  # noqa: F401
 
 MAX_ORIGINS = 20
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 3600, 900
