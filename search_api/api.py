@@ -30,6 +30,7 @@ class Api(Protocol):
     def search_index(self, op: str, uri: str, changes: dict | None) -> dict: ...
     def slots_bind(self, slot: str, root: str, connection: str) -> dict: ...
     def slots_list(self) -> dict: ...
+    def picker_origins(self, origins: list[str] | None) -> dict: ...
 
 
 class EmbeddedApi:
@@ -150,3 +151,10 @@ class EmbeddedApi:
                 "bytes": usage["bytes"],
                 "index-backlog": (health.get("catalog") or {}).get("index-backlog"),
                 "documents": (health.get("index") or {}).get("documents")}
+
+    def picker_origins(self, origins: list[str] | None) -> dict:
+        """The picker's allowed origins; replaced first when ``origins`` is given."""
+        svc = self.service
+        items = svc.picker_origins(self.workspace) if origins is None \
+            else svc.set_picker_origins(self.workspace, origins)
+        return envelope.plain({"origins": items}, total=len(items))

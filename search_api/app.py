@@ -161,10 +161,16 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from starlette.staticfiles import StaticFiles
 
     from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
+    from .web_picker import picker_web_routes  # the embeddable picker (before /ui/{ws})
+    from .picker_routes import picker_routes   # its API: origins and sessions
+    from .web_thumbs import thumb_routes       # thumbnails of resource pages
+    from .web_runs import run_routes           # run zip and ephemeral cleanup
+    from .web_lists import fallback_routes     # an HTML 404 for unknown /ui/ paths (last)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
-    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, ui_static, *web_routes,
-                       *breyta_routes],
+    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, *picker_routes,
+                       ui_static, *picker_web_routes, *thumb_routes, *run_routes, *web_routes,
+                       *fallback_routes, *breyta_routes],
                     lifespan=lifespan,
                     exception_handlers={
         ResourceError: resource_error, HTTPException: http_error,

@@ -259,6 +259,11 @@ class RemoteApi:
                 "server-ok": health.get("ok"), "index-backlog": catalog.get("index-backlog"),
                 "resources": resources}
 
+    def picker_origins(self, origins: list[str] | None) -> dict:
+        if origins is None:
+            return self._json("GET", self._ws("/picker/origins"))
+        return self._json("PUT", self._ws("/picker/origins"), json={"origins": origins})
+
 
 def _seg(value: str) -> str:
     from urllib.parse import quote

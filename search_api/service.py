@@ -44,6 +44,7 @@ from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
 from .signing import Signer, load_secret, parse_ttl
+from .picker import PickerMixin
 from .uploads import UploadsMixin
 from .views import ViewsMixin
 
@@ -128,7 +129,7 @@ class PersistJob:
             self._closed = True
 
 
-class ResourceService(ViewsMixin, UploadsMixin):
+class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     def __init__(self, settings: Settings, log: Callable[[str], None] | None = None,
                  recover: bool = True, wait_default: bool = True) -> None:
         self.settings = settings
@@ -165,6 +166,9 @@ class ResourceService(ViewsMixin, UploadsMixin):
 
     def close(self) -> None:
         self.pdf.close()
+        thumbs = getattr(self, "_thumbnailer", None)     # made on first use (views.py)
+        if thumbs is not None:
+            thumbs.close()
         self.catalog.close()
 
     @staticmethod

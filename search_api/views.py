@@ -5,12 +5,48 @@ A mixin of ResourceService: these only read through the core's own search and ca
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
+from indexer.query import Filters, parse_text
+from indexer.thumbs import Thumb, Thumbnailer, thumbnail_kind
 from storage.layout import check_workspace
 from storage.records import Resource
 
 from .auth import Principal
+
+_THUMBS_LOCK = threading.Lock()
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
+#: What a CSV preview shows: the first rows and columns, each cell cut.
+CSV_ROWS, CSV_COLS, CSV_CELL = 50, 30, 200
+
+
+def _csv_rows(text: str, delimiter: str) -> list[list[str]]:
+    """The first CSV_ROWS rows (header first) of already bounded text."""
+    import csv
+    import io
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+            rows.append([cell[:CSV_CELL] for cell in row[:CSV_COLS]])
+            if len(rows) > CSV_ROWS:
+                break
+    except csv.Error:
+        pass                      # a ragged tail (the text was cut): show what parsed
+    return rows
+
+
+def _json_nodes(value: Any, limit: int) -> int:
+    """How many nodes the folded tree would have (stops counting past ``limit``)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 if TYPE_CHECKING:
     from .service import ResourceService  # noqa: F401
@@ -101,16 +137,26 @@ class ViewsMixin:
             data = head(limit)
             if res.size <= limit:
                 try:
-                    out.update(kind="json", text=json.dumps(json.loads(data), indent=2,
+                    parsed = json.loads(data)
+                    out.update(kind="json", text=json.dumps(parsed, indent=2,
                                                             ensure_ascii=False)[:limit])
+                    # Folded tree only while it stays a page, not a DOM of 100k nodes.
+                    out["data"] = parsed if _json_nodes(parsed, 3000) <= 3000 else None
                     return out
                 except (ValueError, RecursionError):
                     pass          # not JSON, or nested too deep to fold: shown as text
             text, _ = decode_text(data[:max_bytes])
-            out.update(kind="text", text=text, truncated=res.size > max_bytes)
+            out.update(kind="text", text=text, truncated=res.size > max_bytes,
+                       lines=text.count("\n") + 1)
         elif res.extraction.extractor == "text" or ctype.startswith("text/"):
             text, _ = decode_text(head(max_bytes))
-            out.update(kind="text", text=text, truncated=res.size > max_bytes)
+            out.update(kind="text", text=text, truncated=res.size > max_bytes,
+                       lines=text.count("\n") + 1)
+            if ctype in CSV_TYPES or res.filename.lower().endswith((".csv", ".tsv")):
+                out.update(kind="csv", rows=_csv_rows(text, "\t" if ctype ==
+                                                      "text/tab-separated-values" or
+                                                      res.filename.lower().endswith(".tsv")
+                                                      else ","))
         return out
 
     def workflow_run(self, workspace: str, workflow_id: str, max_items: int = 1000
@@ -126,3 +172,30 @@ class ViewsMixin:
             if not cursor:
                 break
         return items[:max_items], total
+
+    # -- thumbnails (indexer/thumbs.py) ----------------------------------------------------
+    @property
+    def thumbnailer(self) -> Thumbnailer:
+        with _THUMBS_LOCK:           # one per service, even when two requests ask at once
+            return self._make_thumbnailer()
+
+    def _make_thumbnailer(self) -> Thumbnailer:
+        thumbs = getattr(self, "_thumbnailer", None)
+        if thumbs is None:
+            import os
+            thumbs = Thumbnailer(
+                self.settings.home / "thumbs",
+                int(os.environ.get("RESOURCES_THUMB_CACHE_BYTES", 256 * 1024 * 1024)),
+                float(os.environ.get("RESOURCES_THUMB_TIMEOUT_SECONDS", 3.0)))
+            self._thumbnailer = thumbs
+        return thumbs
+
+    def thumbnail(self, res: Resource, size: str = "small") -> Thumb:
+        """The cached thumbnail of a record the caller may read (made once, on first ask)."""
+        def fetch(path: Any) -> None:
+            _, _, _, chunks = self.read(res.workspace, res.uri)
+            with open(path, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+        return self.thumbnailer.get(res.sha256, size, thumbnail_kind(res.content_type),
+                                    res.size, fetch)

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from indexer.thumbs import thumbnail_kind
 from storage.clock import rfc3339
 from storage import mediatype
 from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
@@ -40,6 +41,7 @@ from .routes import content_response
 from .service import ResourceService
 from .signing import load_secret
 from .views import web_facets
+from .web_lists import SORT_KEYS, SYNTAX_HELP, parse_sort, relative_time, sort_items
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
@@ -49,8 +51,9 @@ COOKIE = "resources_session"
 SESSION_MAX_AGE = 12 * 3600
 PAGE_SIZE = 20
 PICKER_PAGE_SIZE = 24
-#: The filters the search page offers (a subset of the API's, same kebab-case names).
-SEARCH_FILTERS = ("type", "tier", "slot", "storage-root", "path-prefix", "accept", "tag")
+#: The filters the search page offers: every one of the API's, same kebab-case names.
+SEARCH_FILTERS = ("type", "tier", "exclude-tier", "slot", "storage-root", "path-prefix",
+                  "accept", "tag", "workflow-id", "flow", "step")
 
 #: Pages: only our own scripts, styles and images; no framing by other sites.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -77,6 +80,9 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), au
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["size"] = human_size
 _env.filters["rfc3339"] = rfc3339
+_env.filters["ago"] = relative_time
+_env.filters["jsonscalar"] = lambda v: json.dumps(v, ensure_ascii=False)
+_env.filters["thumbable"] = lambda ctype: thumbnail_kind(ctype) is not None
 templates = Jinja2Templates(env=_env)
 
 
@@ -327,11 +333,17 @@ async def search_page(request: Request) -> Response:
     # Usage beside limits, only where an operator set one (counting costs a query).
     quotas = await run_in_threadpool(service.quotas.report, ws) \
         if service.quotas.limits(ws) else None
+    view = "table" if qp.get("view") == "table" else "cards"
+    sort, desc = parse_sort(qp.get("sort")) if view == "table" else (None, False)
+    items = sort_items(result.items, sort, desc) if result is not None else []
     return render(request, "search.html", {
-        "q": q, "params": params, "result": result, "facets": facets, "error": error,
+        "q": q, "params": params, "result": result, "items": items, "facets": facets,
+        "error": error, "syntax_help": SYNTAX_HELP if error and q else None,
+        "view": view, "sort": sort, "desc": desc, "sort_keys": list(SORT_KEYS),
         "quotas": quotas,
         "slots": slots, "roots": roots, "tiers": list(service.settings.tiers),
-        "link": _link_maker(request, f"/ui/{ws}/search", ("q", *SEARCH_FILTERS, "limit")),
+        "link": _link_maker(request, f"/ui/{ws}/search",
+                            ("q", *SEARCH_FILTERS, "limit", "view", "sort")),
         "title": f"Search · {ws}"}, status, session)
 
 
@@ -445,9 +457,22 @@ async def workflow_page(request: Request) -> Response:
         t = tiers.setdefault(res.tier, {"count": 0, "bytes": 0})
         t["count"] += 1
         t["bytes"] += res.size
+    # Timeline: the run's first and last persist, each step's span as a share of it.
+    first = min((r.created_at for r in items), default=0.0)
+    last = max((r.created_at for r in items), default=0.0)
+    span = max(last - first, 1e-9)
+    for group in steps.values():
+        times = [r.created_at for r in group["items"]]
+        group["first"], group["last"] = min(times), max(times)
+        group["left"] = round(100 * (group["first"] - first) / span, 2) if last > first else 0
+        group["width"] = max(round(100 * (group["last"] - group["first"]) / span, 2), 1.5) \
+            if last > first else 100
+    assert session.principal is not None
+    can_write = WRITE in session.principal.scopes or ADMIN in session.principal.scopes
     return render(request, "workflow.html", {
         "workflow_id": wf, "steps": steps, "total": total, "shown": len(items),
-        "bytes": sum(r.size for r in items), "tiers": tiers,
+        "bytes": sum(r.size for r in items), "tiers": tiers, "first": first, "last": last,
+        "can_write": can_write, "deleted": request.query_params.get("deleted"),
         "title": f"Run {wf}"}, 200, session)
 
 

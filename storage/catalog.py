@@ -26,7 +26,7 @@ import sqlite_utils
 from .errors import CatalogDamaged
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -120,7 +120,14 @@ def _m6(db: sqlite_utils.Database) -> None:
     db["ended_sessions"].create({"id": str, "expires_at": float}, pk="id")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6]
+def _m7(db: sqlite_utils.Database) -> None:
+    # The origins allowed to embed a workspace's picker (issue 21): one row per origin,
+    # so an allow-list change is a plain replace inside one transaction.
+    db["picker_origins"].create({"workspace": str, "origin": str, "created_at": float},
+                                pk=("workspace", "origin"))
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -426,6 +433,23 @@ class Catalog:
         else:
             rows = self.conn.execute("SELECT * FROM slots WHERE workspace=? ORDER BY name", (workspace,))
         return [Slot(*r) for r in rows]
+
+    # -- picker origins ------------------------------------------------------------------
+    def picker_origins(self, workspace: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT origin FROM picker_origins WHERE workspace = ? ORDER BY origin",
+            (workspace,))]
+
+    def set_picker_origins(self, workspace: str, origins: list[str], now: float) -> list[str]:
+        """Replace the workspace's allow-list (kept creation times of origins that stay)."""
+        with self.transaction() as conn:
+            old = dict(conn.execute("SELECT origin, created_at FROM picker_origins "
+                                    "WHERE workspace = ?", (workspace,)).fetchall())
+            conn.execute("DELETE FROM picker_origins WHERE workspace = ?", (workspace,))
+            for origin in origins:
+                conn.execute("INSERT INTO picker_origins VALUES (?,?,?)",
+                             (workspace, origin, old.get(origin, now)))
+        return self.picker_origins(workspace)
 
     # -- idempotency -------------------------------------------------------------------
     def idempotency(self, conn: sqlite3.Connection, workspace: str, key: str) -> tuple[str, str] | None:

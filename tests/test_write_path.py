@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server import base_env, cli, ok_body, start_server, stop_server, upload
+from server import KEY_SPECS, base_env, cli, ok_body, start_server, stop_server, upload
 
 WS = "ws-acme"
 
@@ -30,9 +30,13 @@ def eventually(check, deadline: float = 20.0):
         time.sleep(0.05)
 
 
+#: Index details on /healthz need the operator's key (service.admin).
+OPS_KEYS = {**KEY_SPECS, "ops": ("ops", "service.admin")}
+
+
 @pytest.fixture(scope="module")
 def durable_server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("durable"),
+    server = start_server(tmp_path_factory.mktemp("durable"), keys=OPS_KEYS,
                           extra_env={"RESOURCES_WRITE_ACK": "durable"})
     yield server
     stop_server(server)
@@ -53,7 +57,8 @@ def test_a_durable_ack_is_readable_at_once_and_searchable_soon(durable_server):
         eventually(lambda: search_total(c, word) == 1)
         meta = ok_body(c.get(f"/v1/{WS}/resources/search", params={"q": word}))["meta"]
         assert set(meta["index"]) == {"position", "behind", "lag-seconds"}
-        health = ok_body(c.get("/healthz"))["data"]["index"]
+        with durable_server.client("ops") as ops:   # index details: the operator's key
+            health = ok_body(ops.get("/healthz"))["data"]["index"]
         assert health["position"] >= meta["index"]["position"] > 0
         assert health["writer"] is True
 
@@ -141,7 +146,7 @@ def _writer_pid(home: Path) -> int | None:
 
 
 def test_two_workers_one_index_writer_taken_over_when_it_dies(tmp_path):
-    server = start_server(tmp_path / "workers", extra_env={
+    server = start_server(tmp_path / "workers", keys=OPS_KEYS, extra_env={
         "RESOURCES_WRITE_ACK": "durable", "RESOURCES_WORKERS": "2"})
     try:
         holder = eventually(lambda: _writer_pid(server.home))
@@ -149,8 +154,8 @@ def test_two_workers_one_index_writer_taken_over_when_it_dies(tmp_path):
         uris = []
         run = uuid.uuid4().hex[:8]
         for i in range(30):
-            with server.client() as c:        # a new connection each: both workers answer
-                writers_seen.add(ok_body(c.get("/healthz"))["data"]["index"]["writer"])
+            with server.client() as c, server.client("ops") as ops:   # new connections:
+                writers_seen.add(ok_body(ops.get("/healthz"))["data"]["index"]["writer"])
                 uris.append(ok_body(upload(c, f"wk{run} item{i}".encode(),
                                            {"filename": f"{i}.txt"}), 201)["data"]["uri"])
         assert writers_seen == {True, False}   # two processes, exactly one writes

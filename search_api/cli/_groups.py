@@ -273,4 +273,53 @@ def keys_revoke(api, key_id: str) -> dict:
     return {"data": api.service.keys.revoke(key_id), "meta": {}}
 
 
-GROUPS = (workflow, search_index, slots, kv, keys)
+@click.group()
+def picker() -> None:
+    """The embeddable picker: which origins may frame it (see docs/picker.md)."""
+
+
+@picker.group(name="origins")
+def picker_origins() -> None:
+    """Origins (scheme://host[:port]) allowed to embed this workspace's picker."""
+
+
+@picker_origins.command(name="show")
+@format_option
+@run
+def picker_origins_show(api) -> dict:
+    """The allowed origins."""
+    return api.picker_origins(None)
+
+
+@picker_origins.command(name="set")
+@click.argument("origins", nargs=-1)
+@format_option
+@run
+def picker_origins_set(api, origins: tuple[str, ...]) -> dict:
+    """Replace the allowed origins with ORIGINS (none: nobody may embed)."""
+    return api.picker_origins(list(origins))
+
+
+@picker_origins.command(name="add")
+@click.argument("origins", nargs=-1, required=True)
+@format_option
+@run
+def picker_origins_add(api, origins: tuple[str, ...]) -> dict:
+    """Allow ORIGINS too."""
+    current = api.picker_origins(None)["data"]["origins"]
+    return api.picker_origins([*current, *origins])
+
+
+@picker_origins.command(name="remove")
+@click.argument("origins", nargs=-1, required=True)
+@format_option
+@run
+def picker_origins_remove(api, origins: tuple[str, ...]) -> dict:
+    """Stop allowing ORIGINS (their open picker sessions end at once)."""
+    from ..picker import normalize_origin
+    drop = {normalize_origin(o) for o in origins}
+    current = api.picker_origins(None)["data"]["origins"]
+    return api.picker_origins([o for o in current if o not in drop])
+
+
+GROUPS = (workflow, search_index, slots, kv, keys, picker)

@@ -57,4 +57,72 @@
       }
     });
   });
+
+  // A thumbnail that cannot be made (404: bomb, slow or broken file) hides its figure.
+  document.querySelectorAll("img.thumb").forEach(function (img) {
+    var box = img.closest("figure") || img;
+    function fallback() { box.hidden = true; }
+    if (img.complete && img.naturalWidth === 0) { fallback(); }
+    img.addEventListener("error", fallback);
+  });
+
+  // "/" focuses the search box, as on most search sites (not while typing elsewhere).
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var t = ev.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) { return; }
+    var box = document.querySelector('main input[type="search"]');
+    if (box) { ev.preventDefault(); box.focus(); box.select(); }
+  });
+
+  // Search forms leave empty fields out of the URL, so a link says only what is set.
+  document.querySelectorAll('form[role="search"]').forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input[name], select[name]").forEach(function (el) {
+        if (el.value === "") { el.disabled = true; }
+      });
+    });
+  });
+  // Coming back (bfcache) must not leave fields disabled.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll('form[role="search"] [disabled]').forEach(function (el) {
+      el.disabled = false;
+    });
+  });
+
+  // "Copy uri": the clipboard when the page may use it, else select the text to copy.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var source = document.querySelector(button.getAttribute("data-copy"));
+      var status = document.getElementById("copy-status");
+      if (!source) { return; }
+      var text = source.textContent;
+      var say = function (msg) { if (status) { status.textContent = msg; } };
+      var select = function () {
+        var range = document.createRange();
+        range.selectNodeContents(source);
+        var sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        say("Selected: press Ctrl+C to copy.");
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { say("Copied."); }, select);
+      } else {
+        select();
+      }
+    });
+  });
+
+  // A tiny image (a 16 x 16 icon) is shown larger, with crisp pixels, not as a speck.
+  document.querySelectorAll("img.preview-image").forEach(function (img) {
+    function check() { if (img.naturalWidth && img.naturalWidth < 128) { img.classList.add("upscaled"); } }
+    if (img.complete) { check(); } else { img.addEventListener("load", check); }
+  });
+
+  // Timeline bars: positions come from data attributes (the CSP allows no inline style).
+  document.querySelectorAll(".tl-bar").forEach(function (bar) {
+    bar.style.left = bar.getAttribute("data-left") + "%";
+    bar.style.width = bar.getAttribute("data-width") + "%";
+  });
 })();
