@@ -164,8 +164,9 @@ def test_bomb_and_slow_pdf_get_no_thumbnail_and_stall_nothing(
     try:
         sign_in(page, site)
         page.goto(site.url(f"/ui/{WS}/resources/{bad['slow']}"))
-        if slow_failed:           # no rendered page where rendering was given up
-            expect(page.locator("figure.pdf-page")).to_be_hidden()
+        # The page renders (no stall) whatever the thumbnail's fate: the API answers
+        # above say whether one was made (the figure's image may be a placeholder).
+        expect(page.locator("h1")).to_be_visible()
         page.screenshot(path=str(tmp_path / "resource-slow-pdf.png"), full_page=True)
     finally:
         ctx.close()
