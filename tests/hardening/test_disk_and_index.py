@@ -24,7 +24,7 @@ def small_disk(tmp_path):
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
                           capture_output=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip()}")
+        pytest.fail(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
