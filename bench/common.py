@@ -288,7 +288,7 @@ def load_corpus(home: Path, start: int, stop: int, procs: int = 1, batch: int = 
     try:
         svc.index.sync(wait=600)
         seconds = time.perf_counter() - t0
-        count = svc.catalog.count()
+        count = svc.catalog.resources.count()
         indexed = svc.index.count()
         repaired = None
         if indexed != count:

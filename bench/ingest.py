@@ -73,8 +73,8 @@ def raw_tantivy(source_home: Path, target: Path) -> dict[str, Any]:
 
     svc = open_service(source_home)
     try:
-        records = list(svc.catalog.iter_resources())
-        texts = svc.catalog.extract_texts([r.id for r in records])
+        records = list(svc.catalog.resources.all())
+        texts = svc.catalog.resources.extract_texts([r.id for r in records])
     finally:
         svc.close()
     fresh_dir(target)

@@ -119,21 +119,21 @@ class SearchIndex:
                     applied = self._opening_position(directory)
                     if applied is None:
                         reason = "without a readable change-log position"
-                    elif applied < self.catalog.pruned_through():
+                    elif applied < self.catalog.changes.pruned_through():
                         reason = "behind the pruned end of the change log"
                     else:
                         old = self._target
                         self._index, self._target = index, target
                         self._set_applied(applied, reset=True)
-                        self.catalog.set_follower(target, applied)
+                        self.catalog.changes.set_follower(target, applied)
                         if old and old != target:
-                            self.catalog.drop_follower(old)
+                            self.catalog.changes.drop_follower(old)
                         self._remove_strays()     # left by a reindex that was killed
                         return
             if self.link.exists() and not self.link.is_symlink():
                 # An old plain directory at the link path: move it aside first.
                 shutil.rmtree(self.link, ignore_errors=True)
-            if reason != "missing" or self.catalog.count():
+            if reason != "missing" or self.catalog.resources.count():
                 # A fresh data home builds its empty index silently (clean stderr).
                 self._log(f"search index {reason}: rebuilding from the catalog")
             self.rebuild()
@@ -172,15 +172,15 @@ class SearchIndex:
             new_dir.mkdir(parents=True)
             # Every change up to here is in the records read below; the rest is applied
             # from the log afterwards. Registering first keeps pruning behind it meanwhile.
-            position = self.catalog.head()
-            self.catalog.set_follower(new_name, position)
-            self.catalog.take_legacy_outbox_flag()
+            position = self.catalog.changes.head()
+            self.catalog.changes.set_follower(new_name, position)
+            self.catalog.changes.take_legacy_outbox_flag()
             index = tantivy.Index(self.schema, str(new_dir))
             writer = index.writer(WRITER_HEAP, 1)
-            total = self.catalog.count()
+            total = self.catalog.resources.count()
             done = 0
             batch: list = []
-            for res in self.catalog.iter_resources():
+            for res in self.catalog.resources.all():
                 batch.append(res)
                 if len(batch) >= 1000:
                     done += self._add_batch(writer, batch)
@@ -202,7 +202,7 @@ class SearchIndex:
             self._index, self._target = index, new_name
             self._set_applied(position, reset=True)
             if old and old != new_name:
-                self.catalog.drop_follower(old)
+                self.catalog.changes.drop_follower(old)
                 # Open searchers keep their mmaps; the files go when the last one closes.
                 shutil.rmtree(self.link.parent / old, ignore_errors=True)
             self._remove_strays()
@@ -218,7 +218,7 @@ class SearchIndex:
     def _add_batch(self, writer, batch: list) -> int:
         if not batch:
             return 0
-        texts = self.catalog.extract_texts([r.id for r in batch])
+        texts = self.catalog.resources.extract_texts([r.id for r in batch])
         for res in batch:
             writer.add_document(make_document(res, texts.get(res.id, "")))
         return len(batch)
@@ -255,7 +255,7 @@ class SearchIndex:
                 self.refresh()          # a previous writer (maybe dead now) got this far
                 touched = 0
                 while until is None or self._applied < until:
-                    rows = self.catalog.changes_after(self._applied)
+                    rows = self.catalog.changes.after(self._applied)
                     if not rows:
                         break
                     touched += self._apply(index, rows, wait)
@@ -267,8 +267,8 @@ class SearchIndex:
         ids = list(dict.fromkeys(rid for _, rid in rows))
         # Records are read after the log rows: they are as new as the rows or newer, and
         # a newer state is re-applied by its own later row anyway (idempotent upserts).
-        records = self.catalog.get_many(ids)
-        texts = self.catalog.extract_texts([i for i in ids if i in records])
+        records = self.catalog.resources.get_many(ids)
+        texts = self.catalog.resources.extract_texts([i for i in ids if i in records])
         # The elected writer of `serve` keeps its Tantivy writer between batches (a new
         # one per batch costs its threads and a wait for merges each time); anyone else
         # takes one per batch and consumes it, which waits for merges and frees the lock.
@@ -301,7 +301,7 @@ class SearchIndex:
         position = rows[-1][0]
         _write_position(self.link.parent / self._target, position)
         fault("index.after_position")
-        self.catalog.set_follower(self._target, position)
+        self.catalog.changes.set_follower(self._target, position)
         index.reload()
         self._set_applied(position)
         emit("index.commit", documents=len(ids), seconds=time.monotonic() - started)
@@ -339,11 +339,11 @@ class SearchIndex:
     def _opening_position(self, directory: Path) -> int | None:
         position = _read_position(directory)
         if position is None and not (directory / APPLIED_FILE).exists() \
-                and self.catalog.take_legacy_outbox_flag():
+                and self.catalog.changes.take_legacy_outbox_flag():
             # An index from before the change log: the outbox rows that were left (now
             # the oldest log rows) are exactly what it had not applied.
-            oldest = self.catalog.oldest_position()
-            position = oldest - 1 if oldest is not None else self.catalog.head()
+            oldest = self.catalog.changes.oldest()
+            position = oldest - 1 if oldest is not None else self.catalog.changes.head()
             _write_position(directory, position)
         return position
 
@@ -385,17 +385,17 @@ class SearchIndex:
 
     def status(self) -> dict:
         """Position and lag of this index behind the catalog (for /healthz and meta)."""
-        head = self.catalog.head()
+        head = self.catalog.changes.head()
         applied = self._applied
         behind = max(head - applied, 0)
-        since = self.catalog.first_change_time(applied) if behind else None
+        since = self.catalog.changes.first_time_after(applied) if behind else None
         return {"position": applied, "head": head, "behind": behind,
                 "lag-seconds": round(max(time.time() - since, 0.0), 3) if since else 0.0,
                 "writer": self.leader.held}
 
     def prune(self) -> int:
         """Drop log rows every live index has applied (the elected writer calls this)."""
-        return self.catalog.prune_changes()
+        return self.catalog.changes.prune()
 
     # -- reading -------------------------------------------------------------------------
     def searcher(self) -> tantivy.Searcher:

@@ -111,7 +111,7 @@ class SlotWatcher:
     # -- which folders -------------------------------------------------------------------
     def roots(self) -> list[WatchedRoot]:
         grouped: dict[tuple[str, str], list[str]] = {}
-        for slot in self.service.catalog.list_slots():
+        for slot in self.service.catalog.slots.list():
             if slot.connection == CONNECTION:
                 grouped.setdefault((slot.workspace, slot.root), []).append(slot.name)
             elif (slot.workspace, slot.name) not in self._told:
@@ -191,7 +191,7 @@ class SlotWatcher:
             if not stat.S_ISREG(before.st_mode):
                 return None
             if trust_mtime:
-                known = svc.catalog.by_location(svc.catalog.conn, CONNECTION, key)
+                known = svc.catalog.resources.by_location(CONNECTION, key)
                 if known is not None and known.size == before.st_size \
                         and before.st_mtime <= known.updated_at:
                     self.stats.unchanged += 1
@@ -203,7 +203,7 @@ class SlotWatcher:
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             return None                       # still being written: another event follows
         with svc.lifecycle.lock.held():       # a persist of another process is atomic to us
-            current = svc.catalog.by_location(svc.catalog.conn, CONNECTION, key)
+            current = svc.catalog.resources.by_location(CONNECTION, key)
         if current is not None and current.sha256 == sha:
             self.stats.unchanged += 1
             return None
@@ -238,8 +238,7 @@ class SlotWatcher:
         key = self._key(root, path)
         keys = [key]
         prefix = key + "/"
-        keys += [r.path for r in svc.catalog.iter_resources(
-            "connection = ? AND substr(path, 1, ?) = ?", (CONNECTION, len(prefix), prefix))]
+        keys += [r.path for r in svc.catalog.resources.under(CONNECTION, prefix)]
         removed = 0
         for k in keys:
             res = svc.forget_location(CONNECTION, k)

@@ -54,45 +54,30 @@ class KeyStore:
                               f"use {', '.join(SCOPES)}")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        with self.catalog.transaction() as conn:
-            conn.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
-                         (key_id, workspace, _hash(secret), json.dumps(sorted(set(scopes))),
-                          name or "", now))
+        self.catalog.keys.add(key_id, workspace, _hash(secret),
+                              json.dumps(sorted(set(scopes))), name or "", now)
         return key_id, f"rk_{key_id}_{secret}"
 
     def list(self, workspace: str | None = None) -> list[dict]:
         """Keys without their secrets: id, workspace, name, scopes, created-at."""
-        where, args = ("WHERE workspace = ?", (check_workspace(workspace),)) if workspace \
-            else ("", ())
-        rows = self.catalog.conn.execute(
-            f"SELECT id, workspace, name, scopes, created_at FROM api_keys {where} "
-            f"ORDER BY created_at, id", args).fetchall()
+        rows = self.catalog.keys.list(check_workspace(workspace) if workspace else None)
         return [{"id": r[0], "workspace": r[1], "name": r[2] or None,
                  "scopes": json.loads(r[3]), "created-at": r[4]} for r in rows]
 
     def revoke(self, key_id: str, workspace: str | None = None) -> dict:
         """Delete a key: its requests are 401 from now on and its web sessions end.
         With ``workspace``, a key of another workspace is NotFound, like a missing one."""
-        with self.catalog.transaction() as conn:
-            row = conn.execute("SELECT workspace FROM api_keys WHERE id = ?",
-                               (key_id,)).fetchone()
-            if row is None or (workspace is not None and row[0] != workspace):
-                raise NotFound(f"no key {key_id!r}")
-            conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
-        return {"id": key_id, "workspace": row[0], "revoked": True}
+        owner = self.catalog.keys.delete(key_id, workspace)
+        if owner is None:
+            raise NotFound(f"no key {key_id!r}")
+        return {"id": key_id, "workspace": owner, "revoked": True}
 
     # -- web sessions that can end before their cookie expires ------------------------
     def end_session(self, session_id: str, expires_at: float) -> None:
-        with self.catalog.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO ended_sessions VALUES (?, ?)",
-                         (session_id, expires_at))
+        self.catalog.keys.end_session(session_id, expires_at)
 
     def session_ended(self, session_id: str, now: float) -> bool:
-        with self.catalog.transaction() as conn:
-            # Rows only need to outlive the cookie they stop; prune as we go.
-            conn.execute("DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
-            return conn.execute("SELECT 1 FROM ended_sessions WHERE id = ?",
-                                (session_id,)).fetchone() is not None
+        return self.catalog.keys.session_ended(session_id, now)
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -102,8 +87,7 @@ class KeyStore:
             raise Unauthorized("invalid API key")
         _, _, rest = token.partition("_")
         key_id, _, secret = rest.partition("_")
-        row = self.catalog.conn.execute(
-            "SELECT workspace, hash, scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        row = self.catalog.keys.get(key_id)
         if row is None or not hmac.compare_digest(row[1], _hash(secret)):
             raise Unauthorized("invalid API key")
         return Principal(key_id, row[0], frozenset(json.loads(row[2])))

@@ -57,10 +57,10 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     # SQLite's own page check first: every other check trusts what the catalog answers.
     for message in svc.catalog.integrity(quick=not verify_bytes)[:20]:
-        problems.append(Problem("catalog-damaged", str(svc.catalog.path), message))
+        problems.append(Problem("catalog-damaged", svc.catalog.location, message))
     if problems:
         return problems       # nothing else can be trusted (see docs/recovery.md)
-    for intent_id, kind, payload in svc.catalog.intents():
+    for intent_id, kind, payload in svc.catalog.intents.pending():
         if kind == "gc":
             continue          # a sweep in progress (or finished at next start)
         problems.append(Problem("pending-operation", f"intent {intent_id}", kind))
@@ -75,13 +75,13 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
     # the index) wait until its follower has caught up with what is in the catalog now.
     svc.index.try_sync()
     try:
-        svc.index.wait_for(svc.catalog.head(), svc.settings.index_lock_wait_seconds)
+        svc.index.wait_for(svc.catalog.changes.head(), svc.settings.index_lock_wait_seconds)
     except IndexBusy:
         pass                      # then the drift below is real enough to report
     owned: set[tuple[str, str]] = set()
     seqs: dict[str, int] = {}
     now = svc.now()
-    for res in svc.catalog.iter_resources():
+    for res in svc.catalog.resources.all():
         owned.add((res.connection, res.path))
         seqs[res.id] = res.seq
         if res.expires_at is not None and res.expires_at <= now:
@@ -177,7 +177,7 @@ def _slot_for(svc: ResourceService, key: str, connection: str = "platform"
     if len(parts) < 5 or parts[0] != "workspaces" or parts[2] != "storage":
         return None
     ws, rest = parts[1], "/".join(parts[3:])
-    for slot in svc.catalog.list_slots(ws):
+    for slot in svc.catalog.slots.list(ws):
         if slot.connection == connection and svc.backends[connection].can_adopt and \
                 rest.startswith(slot.root + "/"):
             return ws, slot, rest[len(slot.root) + 1:]
@@ -197,7 +197,7 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
     for kind in ("missing-blob", "size-mismatch", "sha256-mismatch"):
         for p in by_kind.get(kind, []):
             try:
-                res = svc.catalog.get(p.subject.rsplit("/", 1)[-1])
+                res = svc.catalog.resources.get(p.subject.rsplit("/", 1)[-1])
                 if res is None:
                     continue
                 action = "record removed (blob gone)"
@@ -219,7 +219,7 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
                 gone = False
             except FileNotFoundError:
                 gone = True
-            if gone or svc.catalog.by_location(svc.catalog.conn, conn, key) is not None:
+            if gone or svc.catalog.resources.by_location(conn, key) is not None:
                 fixed.append({**asdict(p), "action": "settled by recovery"})
                 continue
             placed = _slot_for(svc, key, conn)
@@ -239,7 +239,7 @@ def repair(svc: ResourceService, problems: list[Problem]) -> tuple[list[dict], l
     if index_ids:
         with svc.catalog.transaction() as conn:
             for id_ in index_ids:
-                svc.catalog.enqueue_index(conn, id_)
+                svc.catalog.changes.append(conn, id_)
         try:
             svc.index.sync()
             for k in ("index-missing", "index-extra", "index-stale"):
@@ -277,7 +277,7 @@ def run(svc: ResourceService, do_repair: bool = False, verify_bytes: bool = True
         "problems": [asdict(p) for p in problems],
         "usage": svc.usage(None),
     })
-    set_aside = svc.catalog.quarantined_intents()
+    set_aside = svc.catalog.intents.quarantined()
     report["set-aside-operations"] = {
         "count": len(set_aside),
         "items": [{"intent": i, "kind": k, "error": p.get("_error")} for i, k, p in set_aside]}

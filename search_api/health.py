@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -41,21 +40,10 @@ def _fail(detail: str, **extra: Any) -> Check:
 
 
 def check_catalog(service: Any) -> Check:
-    """Reachable and writable: take the write lock and write a row, then roll back. A
-    connection of its own with a short busy timeout, so a probe never waits a minute."""
-    try:
-        conn = sqlite3.connect(service.settings.catalog_path, timeout=2.0,
-                               isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO intents(kind, payload, created_at) "
-                         "VALUES ('readyz', '{}', 0)")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return _fail(f"catalog not writable: {exc}")
-    return _ok()
+    """Reachable and writable: the catalog takes its write lock and writes a row, then
+    rolls back, with a short wait of its own so a probe never hangs."""
+    problem = service.catalog.probe_writable(2.0)
+    return _fail(problem) if problem else _ok()
 
 
 def check_connection(name: str, backend: Any) -> Check:

@@ -70,10 +70,10 @@ class LagTracker:
 
 def index_lag(service: Any, tracker: LagTracker) -> tuple[int, float]:
     """(changes waiting for the index, seconds the oldest has waited)."""
-    backlog = service.catalog.outbox_size()        # behind the slowest index, in the log
+    backlog = service.catalog.changes.backlog()        # behind the slowest index, in the log
     if not backlog:
         return 0, tracker.observe(None)
-    return backlog, tracker.observe(service.catalog.head() - backlog + 1)
+    return backlog, tracker.observe(service.catalog.changes.head() - backlog + 1)
 
 
 class Snapshot(Collector):
@@ -177,9 +177,7 @@ class Metrics:
         usage_count = GaugeMetricFamily("resources_storage_resources",
                                         "Resources per workspace and tier (catalog)",
                                         labels=["workspace", "tier"])
-        for ws, tier, count, size in service.catalog.conn.execute(
-                "SELECT workspace, tier, COUNT(*), COALESCE(SUM(size), 0) FROM resources "
-                "GROUP BY 1, 2"):
+        for ws, tier, count, size in service.catalog.resources.usage_by_tier():
             usage_bytes.add_metric([ws, tier], size)
             usage_count.add_metric([ws, tier], count)
         fams += [usage_bytes, usage_count]

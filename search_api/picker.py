@@ -108,7 +108,7 @@ class PickerMixin:
         return ser
 
     def picker_origins(self, workspace: str) -> list[str]:
-        return self.catalog.picker_origins(check_workspace(workspace))
+        return self.catalog.picker_origins.get(check_workspace(workspace))
 
     def set_picker_origins(self, workspace: str, origins: Any) -> list[str]:
         check_workspace(workspace)
@@ -117,7 +117,7 @@ class PickerMixin:
         clean = sorted({normalize_origin(o) for o in origins})
         if len(clean) > MAX_ORIGINS:
             raise InvalidSpec(f"at most {MAX_ORIGINS} origins per workspace")
-        return self.catalog.set_picker_origins(workspace, clean, self.now())
+        return self.catalog.picker_origins.replace(workspace, clean, self.now())
 
     def mint_picker_session(self, principal: Principal, workspace: str,
                             body: Any) -> tuple[str, PickerSession]:

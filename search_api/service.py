@@ -161,7 +161,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
         self.signer = Signer(load_secret(settings.secret_path))
         self.index.try_sync()   # catch up with what a crashed or other process left
-        if any(kind == "gc" for _, kind, _ in self.catalog.intents()):
+        if any(kind == "gc" for _, kind, _ in self.catalog.intents.pending()):
             self.gc()           # a sweep a crash interrupted: finish it
 
     def close(self) -> None:
@@ -183,16 +183,16 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if connection not in self.backends:
             raise InvalidSpec(f"unknown connection {connection!r} (known: {', '.join(self.backends)})")
         now = self.now()
-        return self.catalog.put_slot(Slot(workspace, name, connection, check_root(root), now, now))
+        return self.catalog.slots.put(Slot(workspace, name, connection, check_root(root), now, now))
 
     def list_slots(self, workspace: str) -> list[Slot]:
-        return self.catalog.list_slots(check_workspace(workspace))
+        return self.catalog.slots.list(check_workspace(workspace))
 
     def slot_json(self, slot: Slot) -> dict:
         return slot.to_json(self.backends[slot.connection].family)
 
     def _slot(self, workspace: str, name: str) -> Slot:
-        slot = self.catalog.get_slot(workspace, name)
+        slot = self.catalog.slots.get(workspace, name)
         if slot is None:
             raise InvalidSpec(f"slot {name!r} is not bound in workspace {workspace!r} "
                               f"(bind it with: resources slots bind {name} --root ROOT)")
@@ -394,14 +394,14 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         return results
 
     def _idempotent_replay(self, workspace: str, key: str, request_hash: str) -> Resource | None:
-        found = self.catalog.idempotency(self.catalog.conn, workspace, key)
+        found = self.catalog.idempotency.get(workspace, key)
         if found is None:
             return None
         stored_hash, resource_id = found
         if stored_hash != request_hash:
             raise IdempotencyConflict(
                 f"Idempotency-Key {key!r} was already used with a different body or spec")
-        res = self.catalog.get(resource_id)
+        res = self.catalog.resources.get(resource_id)
         return res   # None when deleted since: the retry then writes anew
 
     # -- batching (bulk ingest) ----------------------------------------------------------
@@ -416,7 +416,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
             if self.follower is not None:
                 self.follower.nudge()
             return
-        position = self.catalog.last_position()
+        position = self.catalog.changes.last_position()
         try:
             shown = self.index.wait_for(position, self.settings.index_lock_wait_seconds)
             problem = None if shown else (
@@ -452,14 +452,14 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     # -- read ----------------------------------------------------------------------------
     def get(self, workspace: str, uri: str) -> Resource:
         ws, type_, id_ = parse_uri(uri)
-        res = self.catalog.get(id_)
+        res = self.catalog.resources.get(id_)
         if (res is None or ws != workspace or res.workspace != workspace or res.type != type_
                 or (res.expires_at is not None and res.expires_at <= self.now())):
             raise NotFound("resource not found")
         return res
 
     def get_by_id(self, workspace: str, id_: str) -> Resource:
-        res = self.catalog.get(id_)
+        res = self.catalog.resources.get(id_)
         if res is None or res.workspace != workspace:
             raise NotFound("resource not found")
         return self.get(workspace, res.uri)
@@ -542,7 +542,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                                  offset=start, before_seq=before_seq, exact_total=exact_total,
                                  searcher=searcher, order_by=order_by)
         # One catalog query for the page's records; snippets were made for these hits only.
-        records = self.catalog.get_many([h.id for h in page.hits])
+        records = self.catalog.resources.get_many([h.id for h in page.hits])
         items = [records[h.id] for h in page.hits if h.id in records]
         next_cursor = None
         # An offset page at the end of the ranked window offers no next page: its cursor
@@ -610,21 +610,17 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                        wait: bool | None = None) -> Resource:
         with self.lifecycle.lock.held():
             with self.catalog.transaction() as conn:
-                current = self.catalog.get(res.id, conn)
+                current = self.catalog.resources.get(res.id, conn)
                 if current is None:
                     raise NotFound("resource not found")
                 current.search_index = overrides
                 current.source_label = overrides.source_label or \
                     derived_source_label(current.flow, current.step)
-                text = self.catalog.extract_text(current.id)
+                text = self.catalog.resources.extract_text(current.id)
                 current.content_indexed = effective_content(current, text)[1]
                 current.updated_at = self.now()
-                current.seq = self.catalog.next_seq(conn)
-                row = current.to_row()
-                cols = [c for c in row if c != "id"]
-                conn.execute(f"UPDATE resources SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                             [row[c] for c in cols] + [current.id])
-                self.catalog.enqueue_index(conn, current.id)
+                current.seq = self.catalog.changes.next_seq(conn)
+                self.catalog.resources.update(conn, current)
         self._index_now(wait)
         return current
 
@@ -647,11 +643,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         check_workspace(workspace)
         if tier is not None and tier not in self.settings.tiers:
             raise InvalidSpec(f"tier must be one of {', '.join(self.settings.tiers)}")
-        where, params = "workspace = ? AND workflow_id = ?", [workspace, workflow_id]
-        if tier:
-            where += " AND tier = ?"
-            params.append(tier)
-        doomed = list(self.catalog.iter_resources(where, tuple(params)))
+        doomed = list(self.catalog.resources.of_workflow(workspace, workflow_id, tier or None))
         if dry_run:
             return doomed
         for i in range(0, len(doomed), 200):
@@ -676,7 +668,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
             ws, _, id_ = parse_uri(uri)
         except NotFound:
             return "missing"
-        res = self.catalog.get(id_)
+        res = self.catalog.resources.get(id_)
         if res is not None and ws == workspace == res.workspace and res.expires_at is not None \
                 and res.expires_at <= self.now():
             return "expired"
@@ -695,8 +687,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
 
     # -- retention -----------------------------------------------------------------------
     def expired(self) -> list[Resource]:
-        return list(self.catalog.iter_resources(
-            "expires_at IS NOT NULL AND expires_at <= ?", (self.now(),)))
+        return list(self.catalog.resources.expired(self.now()))
 
     def gc(self, dry_run: bool = False) -> dict[str, Any]:
         """Delete every resource past its expires-at (blob, record and index entry
@@ -706,13 +697,13 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         kv_expired = self.kv.expired_keys()
         if not dry_run and (doomed or kv_expired):
             # A durable intent: a sweep interrupted by a crash is finished at next start.
-            intent = self.catalog.add_intent("gc", {}, self.now())
+            intent = self.catalog.intents.add_now("gc", {}, self.now())
             for i in range(0, len(doomed), 100):
                 self.lifecycle.delete(doomed[i:i + 100])
                 fault("gc.after_batch")
             self.kv.sweep()
             with self.catalog.transaction() as conn:
-                self.catalog.drop_intent(conn, intent)
+                self.catalog.intents.drop(conn, intent)
             self._index_now()
         if not dry_run:
             emit("gc", removed=len(doomed), removed_bytes=sum(r.size for r in doomed),
@@ -724,15 +715,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     # -- usage and health ----------------------------------------------------------------
     def usage(self, workspace: str | None = None) -> dict[str, Any]:
         """Bytes and counts per workspace, tier and storage root; extraction failures."""
-        where, params = ("workspace = ?", (workspace,)) if workspace else ("1=1", ())
-        rows = self.catalog.conn.execute(
-            f"SELECT workspace, tier, COALESCE(storage_root, ''), COUNT(*), COALESCE(SUM(size),0) "
-            f"FROM resources WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", params).fetchall()
+        rows = self.catalog.resources.usage_groups(workspace)
         groups = [{"workspace": w, "tier": t, "storage-root": r or None, "count": c, "bytes": b}
                   for w, t, r, c, b in rows]
-        failures = self.catalog.conn.execute(
-            f"SELECT COUNT(*) FROM resources WHERE {where} AND "
-            f"json_extract(extraction, '$.error') IS NOT NULL", params).fetchone()[0]
+        failures = self.catalog.resources.extraction_failures(workspace)
 
         def total(key: str) -> list[dict]:
             acc: dict[str, dict] = {}
@@ -758,9 +744,9 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
         try:
-            self.catalog.conn.execute("SELECT 1").fetchone()
+            self.catalog.ping()
             status["catalog"] = {"ok": True, "schema-version": self.catalog.schema_version(),
-                                 "index-backlog": self.catalog.outbox_size()}
+                                 "index-backlog": self.catalog.changes.backlog()}
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             status["catalog"] = {"ok": False, "error": str(exc)}
         try:
@@ -784,7 +770,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         """Another program removed the blob at ``key``: drop its record and index entry.
         Nothing happens when no record lives there or the file is back (no data loss)."""
         with self.lifecycle.lock.held():
-            res = self.catalog.by_location(self.catalog.conn, connection, key)
+            res = self.catalog.resources.by_location(connection, key)
             if res is None:
                 return None
             try:

@@ -21,9 +21,7 @@ def sync_slot(svc: ResourceService, workspace: str, name: str) -> dict[str, Any]
         raise InvalidSpec(f"slot {name!r} is on connection {slot.connection!r}, which "
                           f"cannot adopt objects")
     base = f"workspaces/{workspace}/storage/{slot.root}"
-    known = {r.path for r in svc.catalog.iter_resources(
-        "connection = ? AND substr(path, 1, ?) = ?",
-        (slot.connection, len(base) + 1, base + "/"))}
+    known = {r.path for r in svc.catalog.resources.under(slot.connection, base + "/")}
     adopted: list[str] = []
     skipped: list[dict[str, str]] = []
     for blob in backend.list(base):

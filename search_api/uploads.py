@@ -52,7 +52,7 @@ class UploadsMixin:
         # A file where a folder of this upload must go (or the reverse) is a 409 now,
         # not a refused write after the bytes arrived.
         platform.check_target(key)
-        existing = self.catalog.by_location(self.catalog.conn, "platform", key)
+        existing = self.catalog.resources.by_location("platform", key)
         if existing is not None and existing.expires_at is not None \
                 and existing.expires_at <= self.now():
             self.lifecycle.delete([existing])      # expired: gc's work, done now
@@ -68,36 +68,22 @@ class UploadsMixin:
         uri = make_uri(workspace, "file", resource_id)
         session_id = secrets.token_hex(16)
         now = self.now()
-        with self.catalog.transaction() as conn:
-            # A newer init for the same uri supersedes an unfinished older one.
-            where = "workspace = ? AND uri = ? AND state IN ('pending', 'uploaded')"
-            superseded = conn.execute(f"SELECT staging_key FROM upload_sessions WHERE {where}",
-                                      (workspace, uri)).fetchall()
-            conn.execute(f"DELETE FROM upload_sessions WHERE {where}", (workspace, uri))
-            conn.execute(
-                "INSERT INTO upload_sessions (id, workspace, resource_id, uri, key, staging_key,"
-                " filename, content_type, replace, state, size, created_at, expires_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (session_id, workspace, resource_id, uri, key,
-                 f"upload-sessions/{workspace}/{session_id}", name_segs[-1], spec.content_type,
-                 int(bool(replace)), "pending", 0, now, now + self.UPLOAD_SESSION_SECONDS))
-        for (staging,) in superseded:
+        # A newer init for the same uri supersedes an unfinished older one.
+        superseded = self.catalog.uploads.open({
+            "id": session_id, "workspace": workspace, "resource_id": resource_id, "uri": uri,
+            "key": key, "staging_key": f"upload-sessions/{workspace}/{session_id}",
+            "filename": name_segs[-1], "content_type": spec.content_type,
+            "replace": int(bool(replace)), "state": "pending", "size": 0, "created_at": now,
+            "expires_at": now + self.UPLOAD_SESSION_SECONDS})
+        for staging in superseded:
             platform.delete(staging)
         return {"uri": uri, "upload-session-id": session_id, "key": key,
                 "expires-at": now + self.UPLOAD_SESSION_SECONDS}
 
     def _upload_session(self, workspace: str, session_id: str | None,
                         uri: str | None) -> dict[str, Any]:
-        if session_id is not None:
-            cur = self.catalog.conn.execute(
-                "SELECT * FROM upload_sessions WHERE id = ? AND workspace = ?",
-                (session_id, workspace))
-        else:
-            cur = self.catalog.conn.execute(
-                "SELECT * FROM upload_sessions WHERE workspace = ? AND uri = ? AND state IN "
-                "('pending', 'uploaded') ORDER BY created_at DESC LIMIT 1", (workspace, uri))
-        row = cur.fetchone()
-        session = dict(zip([d[0] for d in cur.description], row)) if row else None
+        session = self.catalog.uploads.get(workspace, session_id) if session_id is not None \
+            else self.catalog.uploads.latest_open(workspace, uri or "")
         if session is None or (uri is not None and session["uri"] != uri) \
                 or session["expires_at"] <= self.now():
             raise NotFound("upload session not found or expired: start again with init")
@@ -119,11 +105,8 @@ class UploadsMixin:
         from storage.errors import Conflict
         writer.finish()
         writer.publish()
-        with self.catalog.transaction() as conn:
-            updated = conn.execute(
-                "UPDATE upload_sessions SET state = 'uploaded', size = ? WHERE id = ? AND "
-                "state IN ('pending', 'uploaded')", (writer.size, session["id"])).rowcount
-        if not updated:
+        if not self.catalog.uploads.move(session["id"], "uploaded", ("pending", "uploaded"),
+                                         size=writer.size):
             self.backends["platform"].delete(session["staging_key"])
             raise Conflict("the upload session ended meanwhile (completed or superseded)")
         return writer.size
@@ -138,15 +121,12 @@ class UploadsMixin:
             return self.get(workspace, session["uri"])
         if session["state"] == "pending":
             raise Conflict("no bytes were uploaded yet: PUT the file to the upload-url first")
-        with self.catalog.transaction() as conn:
-            claimed = conn.execute("UPDATE upload_sessions SET state = 'completing' WHERE id = ?"
-                                   " AND state = 'uploaded'", (session["id"],)).rowcount
-        if not claimed:
+        if not self.catalog.uploads.move(session["id"], "completing", ("uploaded",)):
             raise Conflict("this upload is being completed by another request")
         platform = self.backends["platform"]
         back_to = "uploaded"
         try:
-            current = self.catalog.by_location(self.catalog.conn, "platform", session["key"])
+            current = self.catalog.resources.by_location("platform", session["key"])
             if current is not None and current.id != session["resource_id"]:
                 raise Conflict("another upload to the same folder and filename finished "
                                "meanwhile: start again")
@@ -169,13 +149,9 @@ class UploadsMixin:
                 raise
             res = job.commit(wait).resource
         except BaseException:
-            with self.catalog.transaction() as conn:
-                conn.execute("UPDATE upload_sessions SET state = ? WHERE id = ? AND "
-                             "state = 'completing'", (back_to, session["id"]))
+            self.catalog.uploads.move(session["id"], back_to, ("completing",))
             raise
-        with self.catalog.transaction() as conn:
-            conn.execute("UPDATE upload_sessions SET state = 'completed', size = ? WHERE id = ?",
-                         (res.size, session["id"]))
+        self.catalog.uploads.move(session["id"], "completed", ("completing",), size=res.size)
         platform.delete(session["staging_key"])
         return res
 
@@ -183,31 +159,28 @@ class UploadsMixin:
         """Drop expired upload sessions and their staged bytes; returns how many."""
         import time
         platform = self.backends["platform"]
-        with self.catalog.transaction() as conn:
-            rows = conn.execute("SELECT id, staging_key FROM upload_sessions WHERE "
-                                "expires_at <= ? LIMIT 1000", (self.now(),)).fetchall()
-            conn.executemany("DELETE FROM upload_sessions WHERE id = ?", [(r[0],) for r in rows])
-        for _, staging in rows:
+        gone = self.catalog.uploads.sweep(self.now())
+        for staging in gone:
             platform.delete(staging)
         # Staged bytes whose row is gone (a PUT that raced a newer init): once old, drop.
-        live = {r[0] for r in self.catalog.conn.execute("SELECT staging_key FROM upload_sessions")}
+        live = self.catalog.uploads.staging_keys()
         for blob in list(platform.list("upload-sessions")):
             if blob.key not in live and blob.mtime < time.time() - self.UPLOAD_SESSION_SECONDS:
                 platform.delete(blob.key)
-        return len(rows)
+        return len(gone)
 
     # -- one resource's index entry (the Breyta face's search-index show / reindex) -----
     def search_document(self, workspace: str, uri: str) -> tuple[Resource, str, list[str]]:
         """(record, the content text the index holds for it, its indexed tags)."""
         from indexer.schema import indexed_tags
         res = self.get(workspace, uri)
-        text, _ = effective_content(res, self.catalog.extract_text(res.id))
+        text, _ = effective_content(res, self.catalog.resources.extract_text(res.id))
         return res, text, indexed_tags(res)
 
     def reindex_resource(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
         """Rewrite one resource's index entry from its record and stored text."""
         res = self.get(workspace, uri)
         with self.catalog.transaction() as conn:
-            self.catalog.enqueue_index(conn, res.id)
+            self.catalog.changes.append(conn, res.id)
         self._index_now(wait)
         return res

@@ -85,11 +85,10 @@ class ViewsMixin:
     # -- web view (search_api/web.py) ----------------------------------------------------
     def web_principal(self, key_id: str) -> Principal | None:
         """The key behind a web session, re-read on every request (None once it is gone)."""
-        row = self.catalog.conn.execute(
-            "SELECT workspace, scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        row = self.catalog.keys.get(key_id)
         if row is None:
             return None
-        return Principal(key_id, row[0], frozenset(json.loads(row[1])))
+        return Principal(key_id, row[0], frozenset(json.loads(row[2])))
 
     def facets(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                keyword_mode: str = "all", max_roots: int = 100) -> dict[str, Any]:
@@ -101,9 +100,7 @@ class ViewsMixin:
         return web_facets(page, list(self.settings.tiers), max_roots)
 
     def storage_roots(self, workspace: str) -> list[str]:
-        return [r[0] for r in self.catalog.conn.execute(
-            "SELECT DISTINCT storage_root FROM resources WHERE workspace = ? AND "
-            "storage_root IS NOT NULL ORDER BY 1 LIMIT 500", (check_workspace(workspace),))]
+        return self.catalog.resources.storage_roots(check_workspace(workspace))[:500]
 
     def preview(self, workspace: str, id_: str, max_bytes: int = 64 * 1024,
                 pdf_chars: int = 5000) -> dict[str, Any]:
@@ -128,7 +125,7 @@ class ViewsMixin:
             # The text extracted at persist, never a fresh extraction: a page view is a
             # read, and re-running the PDF worker for each one let read-only sessions
             # queue behind one locked worker and stall the API (issue 14, item 6).
-            text = self.catalog.extract_text(res.id)[:pdf_chars + 1]
+            text = self.catalog.resources.extract_text(res.id)[:pdf_chars + 1]
             error = res.extraction.error
             out.update(text=text[:pdf_chars], error=error,
                        truncated=len(text) > pdf_chars)

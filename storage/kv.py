@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import functools
 from typing import Any, Callable, Iterator, TypeVar
 
-from .catalog import Catalog
+from .catalog import Catalog, KvRow, Tx
 from .clock import rfc3339
 from .errors import (BadRequest, InvalidCursor, NotFound, ResourceError, TooLarge,
                      VersionConflict)
@@ -122,13 +122,11 @@ class KvStore:
         self.catalog = catalog
         self.now = now
 
-    def _row(self, conn, workspace: str, key: str) -> KvEntry | None:
-        row = conn.execute("SELECT workspace, key, value, version, created_at, updated_at, "
-                           "expires_at, seq FROM kv WHERE workspace=? AND key=?",
-                           (workspace, key)).fetchone()
+    def _row(self, workspace: str, key: str, tx: Tx | None = None) -> KvEntry | None:
+        row = self.catalog.kv.get(workspace, key, tx)
         if row is None:
             return None
-        entry = KvEntry(row[0], row[1], json.loads(row[2]), *row[3:])
+        entry = _entry(row)
         if entry.expires_at is not None and entry.expires_at <= self.now():
             return None          # expired keys are invisible at once
         return entry
@@ -145,7 +143,7 @@ class KvStore:
         text = encode_value(value)
         now = self.now()
         with self.catalog.transaction() as conn:
-            current = self._row(conn, workspace, key)
+            current = self._row(workspace, key, conn)
             if if_version is not None:
                 have = current.version if current else 0
                 if have != if_version:
@@ -153,17 +151,16 @@ class KvStore:
                         f"key {key!r} is at version {have}, not {if_version}", version=have)
             version = current.version + 1 if current else 1
             created = current.created_at if current else now
-            seq = self.catalog.next_seq(conn)
+            seq = self.catalog.changes.next_seq(conn)
             expires = now + ttl if ttl else None
-            conn.execute("INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?,?,?,?)",
-                         (workspace, key, text, version, created, now, expires, seq))
+            self.catalog.kv.put(conn, (workspace, key, text, version, created, now, expires, seq))
         return KvEntry(workspace, key, json.loads(text), version, created, now, expires, seq), \
             current is None
 
     @_observed("get")
     def get(self, workspace: str, key: str) -> KvEntry:
         check_key(key)
-        entry = self._row(self.catalog.conn, workspace, key)
+        entry = self._row(workspace, key)
         if entry is None:
             # The same words as another workspace's key (CONTRACT: answers as a missing one).
             raise NotFound("resource not found")
@@ -173,10 +170,10 @@ class KvStore:
     def delete(self, workspace: str, key: str) -> KvEntry:
         check_key(key)
         with self.catalog.transaction() as conn:
-            entry = self._row(conn, workspace, key)
+            entry = self._row(workspace, key, conn)
             if entry is None:
                 raise NotFound("resource not found")
-            conn.execute("DELETE FROM kv WHERE workspace=? AND key=?", (workspace, key))
+            self.catalog.kv.delete(conn, workspace, key)
         return entry
 
     @_observed("list")
@@ -193,34 +190,22 @@ class KvStore:
             # error deep in the driver; it can only be a forged cursor.
             if not 0 <= before <= 2**63 - 1:
                 raise InvalidCursor("cursor is not valid")
-        where = "workspace = ? AND substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)"
-        params: list[Any] = [workspace, len(prefix), prefix, self.now()]
-        total = self.catalog.conn.execute(f"SELECT COUNT(*) FROM kv WHERE {where}", params).fetchone()[0]
-        if before is not None:
-            where += " AND seq < ?"
-            params.append(before)
-        rows = self.catalog.conn.execute(
-            f"SELECT workspace, key, value, version, created_at, updated_at, expires_at, seq "
-            f"FROM kv WHERE {where} ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
-        entries = [KvEntry(r[0], r[1], json.loads(r[2]), *r[3:]) for r in rows]
+        rows, total = self.catalog.kv.page(workspace, prefix, self.now(), before, limit)
+        entries = [_entry(r) for r in rows]
         next_cursor = None
         if len(entries) == limit:
             next_cursor = base64.urlsafe_b64encode(str(entries[-1].seq).encode()).decode().rstrip("=")
         return entries, total, next_cursor
 
     def expired_keys(self) -> list[str]:
-        return [f"{r[0]}:{r[1]}" for r in self.catalog.conn.execute(
-            "SELECT workspace, key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?",
-            (self.now(),))]
+        return [f"{ws}:{key}" for ws, key in self.catalog.kv.expired(self.now())]
 
     def sweep(self) -> int:
-        with self.catalog.transaction() as conn:
-            return conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                                (self.now(),)).rowcount
+        return self.catalog.kv.sweep(self.now())
 
     def iter_all(self) -> Iterator[KvEntry]:
-        now = self.now()
-        for r in self.catalog.conn.execute(
-                "SELECT workspace, key, value, version, created_at, updated_at, expires_at, seq "
-                "FROM kv WHERE expires_at IS NULL OR expires_at > ? ORDER BY workspace, key", (now,)):
-            yield KvEntry(r[0], r[1], json.loads(r[2]), *r[3:])
+        return (_entry(r) for r in self.catalog.kv.live(self.now()))
+
+
+def _entry(row: KvRow) -> KvEntry:
+    return KvEntry(row[0], row[1], json.loads(row[2]), *row[3:])

@@ -101,7 +101,7 @@ class Lifecycle:
         if len(outcome) == 4:
             # Another thread may have led the pass: make this thread's "latest change"
             # the one it asked for, so a wait-for=indexed waits for the right position.
-            self.catalog.note_position(outcome[3])
+            self.catalog.changes.note_position(outcome[3])
         return outcome[:3]
 
     def _persist_batch(self, batch: list[Pending[PersistItem]]) -> None:
@@ -117,10 +117,10 @@ class Lifecycle:
                         ws, key, request_hash = idem
                         earlier = keys.get((ws, key))
                         found = (earlier[0], earlier[1].id) if earlier else \
-                            self.catalog.idempotency(conn, ws, key)
+                            self.catalog.idempotency.get(ws, key, conn)
                         if found is not None:
                             stored_hash, rid = found
-                            replay = earlier[1] if earlier else self.catalog.get(rid, conn)
+                            replay = earlier[1] if earlier else self.catalog.resources.get(rid, conn)
                             if stored_hash != request_hash:
                                 p.error = IdempotencyConflict(
                                     f"Idempotency-Key {key!r} was already used with a "
@@ -130,7 +130,7 @@ class Lifecycle:
                                 p.result = (replay, False, True)
                                 continue
                     loc = (res.connection, res.path)
-                    current = seen.get(loc) or self.catalog.by_location(conn, *loc)
+                    current = seen.get(loc) or self.catalog.resources.by_location(*loc, conn)
                     if current is not None:
                         if current.type != res.type:
                             p.error = Conflict(f"a {current.type} resource already lives at "
@@ -153,12 +153,10 @@ class Lifecycle:
                 return
             fault("persist.before_intent")
             with self.catalog.transaction() as conn:
-                intents = [int(conn.execute(
-                    "INSERT INTO intents(kind, payload, created_at) VALUES ('persist', ?, ?)",
-                    (_json({"staging": w.staging_ref, "connection": r.connection,
-                            "row": r.to_row(), "text": t,
-                            "idempotency": list(i) if i else None}),
-                     self.now())).lastrowid) for w, r, t, i in (p.item for p in live)]
+                intents = [self.catalog.intents.add(conn, "persist", {
+                    "staging": w.staging_ref, "connection": r.connection, "row": r.to_row(),
+                    "text": t, "idempotency": list(i) if i else None}, self.now())
+                    for w, r, t, i in (p.item for p in live)]
             fault("persist.before_publish")
             folders: dict[str, BlobWriter] = {}
             published: list[tuple[Pending[PersistItem], int]] = []
@@ -190,20 +188,18 @@ class Lifecycle:
             with self.catalog.transaction() as conn:
                 for p, intent in published:
                     _, res, text, idem = p.item
-                    res.seq = self.catalog.next_seq(conn)
-                    self.catalog.upsert(conn, res, text)
+                    res.seq = self.catalog.changes.next_seq(conn)
+                    self.catalog.resources.upsert(conn, res, text)
                     # The change's position, for the caller (not this leader thread) to
                     # wait on: see Catalog.note_position.
-                    p.result = (*p.result, self.catalog.last_position())
+                    p.result = (*p.result, self.catalog.changes.last_position())
                     if idem:
                         ws, key, request_hash = idem
-                        conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
-                                     (ws, key))
-                        self.catalog.put_idempotency(conn, ws, key, request_hash, res.id,
+                        self.catalog.idempotency.put(conn, ws, key, request_hash, res.id,
                                                      self.now())
-                    self.catalog.drop_intent(conn, intent)
+                    self.catalog.intents.drop(conn, intent)
                 for intent in failed:      # nothing was renamed for these
-                    self.catalog.drop_intent(conn, intent)
+                    self.catalog.intents.drop(conn, intent)
             fault("persist.after_commit")
         for p, _ in published:
             res, created = p.item[1], p.result[1]
@@ -223,7 +219,7 @@ class Lifecycle:
             with self.catalog.transaction() as conn:
                 for _, res, _ in items:
                     loc = (res.connection, res.path)
-                    current = seen.get(loc) or self.catalog.by_location(conn, *loc)
+                    current = seen.get(loc) or self.catalog.resources.by_location(*loc, conn)
                     if current is not None:
                         if current.type != res.type:
                             raise Conflict(f"a {current.type} resource already lives at "
@@ -235,11 +231,9 @@ class Lifecycle:
                     out.append((res, current is None))
                     seen[loc] = res
                 fault("persist.before_intent")
-                intents = [int(conn.execute(
-                    "INSERT INTO intents(kind, payload, created_at) VALUES ('persist', ?, ?)",
-                    (_json({"staging": w.staging_ref, "connection": r.connection,
-                            "row": r.to_row(), "text": t, "idempotency": None}),
-                     self.now())).lastrowid) for w, r, t in items]
+                intents = [self.catalog.intents.add(conn, "persist", {
+                    "staging": w.staging_ref, "connection": r.connection, "row": r.to_row(),
+                    "text": t, "idempotency": None}, self.now()) for w, r, t in items]
             fault("persist.before_publish")
             failed: dict[int, BaseException] = {}
             try:
@@ -265,9 +259,9 @@ class Lifecycle:
                 for i, ((_, res, text), intent) in enumerate(zip(items, intents)):
                     if i in failed:
                         continue
-                    res.seq = self.catalog.next_seq(conn)
-                    self.catalog.upsert(conn, res, text)
-                    self.catalog.drop_intent(conn, intent)
+                    res.seq = self.catalog.changes.next_seq(conn)
+                    self.catalog.resources.upsert(conn, res, text)
+                    self.catalog.intents.drop(conn, intent)
             fault("persist.after_commit")
         for i, (res, created) in enumerate(out):
             if i not in failed:
@@ -282,7 +276,7 @@ class Lifecycle:
         (recovery must never roll it forward) and the staged bytes with it."""
         writer.abort()
         with self.catalog.transaction() as conn:
-            self.catalog.drop_intent(conn, intent)
+            self.catalog.intents.drop(conn, intent)
         typed = from_os_error(exc, key)
         if typed is None:
             raise exc
@@ -297,19 +291,17 @@ class Lifecycle:
             intents = []
             with self.catalog.transaction() as conn:
                 for res in resources:
-                    self.catalog.delete(conn, res.id)
-                    cur = conn.execute(
-                        "INSERT INTO intents(kind, payload, created_at) VALUES ('delete', ?, ?)",
-                        (_json({"connection": res.connection, "key": res.path, "id": res.id}),
-                         self.now()))
-                    intents.append(int(cur.lastrowid))
+                    self.catalog.resources.delete(conn, res.id)
+                    intents.append(self.catalog.intents.add(conn, "delete", {
+                        "connection": res.connection, "key": res.path, "id": res.id},
+                        self.now()))
             fault("delete.after_record")
             for res in resources:
                 self.backends[res.connection].delete(res.path)
             fault("delete.after_blob")
             with self.catalog.transaction() as conn:
                 for intent in intents:
-                    self.catalog.drop_intent(conn, intent)
+                    self.catalog.intents.drop(conn, intent)
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self) -> dict[str, int]:
@@ -319,7 +311,7 @@ class Lifecycle:
         counts = {"rolled_back": 0, "rolled_forward": 0, "deletes_finished": 0,
                   "staging_removed": 0, "quarantined": 0}
         with self.lock.held():
-            for intent_id, kind, payload in self.catalog.intents():
+            for intent_id, kind, payload in self.catalog.intents.pending():
                 try:
                     outcome = self._recover_one(intent_id, kind, payload)
                 except Unavailable as exc:
@@ -352,7 +344,7 @@ class Lifecycle:
             if backend.staging_exists(payload["staging"]):
                 backend.discard_staging(payload["staging"])
                 with self.catalog.transaction() as conn:
-                    self.catalog.drop_intent(conn, intent_id)
+                    self.catalog.intents.drop(conn, intent_id)
                 return "rolled_back"
             res = Resource.from_row(payload["row"])
             # What the backend really holds decides: on S3 the object's ETag must be the
@@ -366,29 +358,27 @@ class Lifecycle:
                     exists = False
             outcome = None
             with self.catalog.transaction() as conn:
-                current = self.catalog.get(res.id, conn)
+                current = self.catalog.resources.get(res.id, conn)
                 if exists and (current is None or current.sha256 != res.sha256
                                or current.version < res.version):
-                    res.seq = self.catalog.next_seq(conn)
-                    self.catalog.upsert(conn, res, payload.get("text") or "")
+                    res.seq = self.catalog.changes.next_seq(conn)
+                    self.catalog.resources.upsert(conn, res, payload.get("text") or "")
                     idem = payload.get("idempotency")
                     if idem:
-                        conn.execute("DELETE FROM idempotency WHERE workspace=? AND key=?",
-                                     (idem[0], idem[1]))
-                        self.catalog.put_idempotency(conn, idem[0], idem[1], idem[2],
+                        self.catalog.idempotency.put(conn, idem[0], idem[1], idem[2],
                                                      res.id, self.now())
                     outcome = "rolled_forward"
-                self.catalog.drop_intent(conn, intent_id)
+                self.catalog.intents.drop(conn, intent_id)
             backend.discard_staging(payload["staging"])   # S3: the spool file, if left
             return outcome
         if kind == "delete":
             with self.catalog.transaction() as conn:
-                still_used = self.catalog.by_location(conn, payload["connection"],
-                                                      payload["key"])
+                still_used = self.catalog.resources.by_location(
+                    payload["connection"], payload["key"], conn)
             if still_used is None:
                 backend.delete(payload["key"])
             with self.catalog.transaction() as conn:
-                self.catalog.drop_intent(conn, intent_id)
+                self.catalog.intents.drop(conn, intent_id)
             return "deletes_finished"
         return None       # gc: finished by the service (it knows what expired means)
 
@@ -397,9 +387,5 @@ class Lifecycle:
         """Move an intent recovery cannot finish out of the way, kept whole for an
         operator (``doctor`` lists them), so the next start does not trip on it again."""
         self.log(f"recovery: intent {intent_id} ({kind}) set aside: {exc!r}")
-        self.catalog.quarantine_intent(intent_id, kind, payload, repr(exc), self.now())
+        self.catalog.intents.quarantine(intent_id, kind, payload, repr(exc), self.now())
 
-
-def _json(obj: object) -> str:
-    import json
-    return json.dumps(obj)

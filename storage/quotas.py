@@ -100,10 +100,7 @@ class QuotaStore:
     # -- usage and enforcement ----------------------------------------------------------
     def usage(self, workspace: str, tier: str) -> tuple[int, int]:
         """(bytes, resources) of the workspace's tier in the catalog now."""
-        row = self.catalog.conn.execute(
-            "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM resources WHERE workspace = ? "
-            "AND tier = ?", (workspace, tier)).fetchone()
-        return int(row[0]), int(row[1])
+        return self.catalog.resources.tier_usage(workspace, tier)
 
     def report(self, workspace: str) -> dict[str, Any]:
         """Limits beside usage, per tier (for /usage, the CLI and the web view)."""

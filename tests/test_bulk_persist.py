@@ -40,6 +40,6 @@ def test_a_bad_item_rejects_the_rest_of_the_bulk_and_leaves_nothing_half_written
     with pytest.raises(InvalidPath):
         service.persist_many("ws-b", [({"filename": "ok.txt"}, b"fine"),
                                       ({"filename": "../escape.txt"}, b"bad")])
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
     assert not list((home / "tmp").iterdir())
     assert files_under(home) - before <= {p for p in files_under(home) if p.startswith("index")}

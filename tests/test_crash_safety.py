@@ -114,7 +114,7 @@ def test_sigkill_then_recovery(tmp_path: Path, op: str, point: str) -> None:
             if op == "gc":
                 # an interrupted sweep is finished at the next start
                 assert svc.search(WS, "expiring0").total == 0
-                assert all(r.expires_at > svc.now() for r in svc.catalog.iter_resources())
+                assert all(r.expires_at > svc.now() for r in svc.catalog.resources.all())
         finally:
             svc.close()
     finally:

@@ -58,7 +58,7 @@ def missing_blob(svc, home, seeded, clock):
     (home / res.path).unlink()
 
     def after():
-        assert svc.catalog.get(res.id) is None            # unreadable: the record goes
+        assert svc.catalog.resources.get(res.id) is None            # unreadable: the record goes
         assert res.id not in fresh_index_ids(home)
     return "missing-blob", res.uri, after
 
@@ -81,7 +81,7 @@ def orphan_in_slot(svc, home, seeded, clock):
 
     def after():
         assert (home / key).read_bytes() == b"city,pop\nOslo,700000\n"   # stays in place
-        found = svc.catalog.by_location(svc.catalog.conn, "platform", key)
+        found = svc.catalog.resources.by_location("platform", key)
         assert found is not None
         assert (found.workspace, found.slot, found.storage_root, found.path_under_root) == \
             (WS, "archive", "reports/acme", "2026/dropped.csv")
@@ -97,7 +97,7 @@ def index_missing(svc, home, seeded, clock):
 
     def after():
         assert res.id in fresh_index_ids(home)
-        assert svc.catalog.get(res.id) is not None
+        assert svc.catalog.resources.get(res.id) is not None
     return "index-missing", res.id, after
 
 
@@ -109,7 +109,7 @@ def sha256_mismatch(svc, home, seeded, clock):
     path.write_bytes(bytes(data))
 
     def after():
-        assert svc.catalog.get(res.id) is None and not path.exists()
+        assert svc.catalog.resources.get(res.id) is None and not path.exists()
         kept = list((home / "quarantine").iterdir())
         assert [p.read_bytes() for p in kept] == [bytes(data)]
     return "sha256-mismatch", res.uri, after
@@ -122,7 +122,7 @@ def size_mismatch(svc, home, seeded, clock):
         fh.truncate(50)
 
     def after():
-        assert svc.catalog.get(res.id) is None and not path.exists()
+        assert svc.catalog.resources.get(res.id) is None and not path.exists()
         assert [p.stat().st_size for p in (home / "quarantine").iterdir()] == [50]
     return "size-mismatch", res.uri, after
 
@@ -141,7 +141,7 @@ def expired_present(svc, home, seeded, clock):
     clock.advance(600)
 
     def after():
-        assert svc.catalog.get(res.id) is None and not (home / res.path).exists()
+        assert svc.catalog.resources.get(res.id) is None and not (home / res.path).exists()
         assert res.id not in fresh_index_ids(home)
     return "expired-present", res.uri, after
 
@@ -296,7 +296,7 @@ def test_crash_after_publish_is_reported_then_rolled_forward(svc, home, seeded, 
     code, repaired = doctor_cli(env, "--repair")
     assert code == 0 and repaired["not-repaired"] == [], repaired
     assert not (home / "quarantine").exists()        # the published blob was kept
-    res = svc.catalog.by_location(svc.catalog.conn, "platform", key)
+    res = svc.catalog.resources.by_location("platform", key)
     assert res is not None and (home / key).read_bytes() == src.read_bytes()
     assert b"".join(svc.read(WS, res.uri)[3]) == src.read_bytes()
     assert res.id in fresh_index_ids(home)
@@ -308,7 +308,7 @@ def test_crash_during_delete_is_reported_then_finished(svc, home, seeded, env):
     crashed = dict(env, RESOURCES_FAULT="delete.after_record")
     proc = cli("delete", res.uri, "--format", "json", env=crashed, check=False)
     assert proc.returncode < 0
-    assert (home / res.path).exists() and svc.catalog.get(res.id) is None
+    assert (home / res.path).exists() and svc.catalog.resources.get(res.id) is None
 
     code, report = doctor_cli(env)
     assert code == 1

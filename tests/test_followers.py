@@ -18,7 +18,7 @@ def docs(index: SearchIndex) -> dict[str, int]:
 
 
 def catalog_docs(service: ResourceService) -> dict[str, int]:
-    return {r.id: r.seq for r in service.catalog.iter_resources()}
+    return {r.id: r.seq for r in service.catalog.resources.all()}
 
 
 def write_some(service: ResourceService, word: str, n: int = 5) -> list[str]:
@@ -37,8 +37,8 @@ def test_two_followers_converge_on_the_same_documents(service: ResourceService, 
     write_some(service, "beta")
     second.sync()
     assert docs(second) == docs(service.index) == catalog_docs(service)
-    assert second.applied == service.index.applied == service.catalog.head()
-    followers = service.catalog.followers()
+    assert second.applied == service.index.applied == service.catalog.changes.head()
+    followers = service.catalog.changes.followers()
     assert {service.index._target, second._target} <= set(followers)
 
 
@@ -49,7 +49,7 @@ def test_a_deleted_follower_rebuilt_resumes_without_missing_a_change(service, ho
     target = home / second._target
     (home / "index-b").unlink()
     shutil.rmtree(target)
-    service.catalog.drop_follower(target.name)
+    service.catalog.changes.drop_follower(target.name)
     write_some(service, "delta")            # written while no second index exists
     rebuilt = SearchIndex(home / "index-b", service.catalog, log=lambda m: None)
     write_some(service, "epsilon")          # written after the rebuild's position
@@ -62,10 +62,10 @@ def test_pruning_never_drops_a_change_a_live_follower_needs(service, home):
     behind = slow.applied
     write_some(service, "zeta")
     service.index.prune()                   # the fast index applied all of it
-    assert [p for p, _ in service.catalog.changes_after(behind)][0] == behind + 1
+    assert [p for p, _ in service.catalog.changes.after(behind)][0] == behind + 1
     slow.sync()
     service.index.prune()
-    assert service.catalog.changes_after(0) == []    # now every follower has it
+    assert service.catalog.changes.after(0) == []    # now every follower has it
     assert docs(slow) == catalog_docs(service)
 
 
@@ -74,9 +74,9 @@ def test_a_follower_behind_the_pruned_end_rebuilds(service, home):
     name = lost._target
     write_some(service, "eta")
     # It stopped reporting (an index last seen long ago): pruning leaves it behind.
-    service.catalog.drop_follower(name)
+    service.catalog.changes.drop_follower(name)
     service.index.prune()
-    assert service.catalog.pruned_through() > lost.applied
+    assert service.catalog.changes.pruned_through() > lost.applied
     reopened = SearchIndex(home / "index-lost", service.catalog, log=lambda m: None)
     assert reopened._target != name          # a new directory, built from the catalog
     assert docs(reopened) == catalog_docs(service)

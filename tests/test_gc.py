@@ -47,7 +47,7 @@ def index_ids(svc) -> set[str]:
 def state(svc) -> tuple:
     blobs = sorted(str(p.relative_to(svc.settings.home))
                    for p in (svc.settings.home / "workspaces").rglob("*") if p.is_file())
-    ids = sorted(r.id for r in svc.catalog.iter_resources())
+    ids = sorted(r.id for r in svc.catalog.resources.all())
     return blobs, ids, sorted(index_ids(svc))
 
 
@@ -70,14 +70,14 @@ def test_gc_removes_exactly_the_expired(svc, clock, population):
         gone = name in due
         assert blob_exists(svc, res) is not gone, name
         assert (res.id in ids) is not gone, name
-        assert (svc.catalog.get(res.id) is None) is gone, name
+        assert (svc.catalog.resources.get(res.id) is None) is gone, name
 
     clock.advance(HOUR)
     assert svc.gc()["removed"] == [population["ret-2h"].uri]
     clock.advance(22 * HOUR)
     assert svc.gc()["removed"] == [population["eph-default"].uri]
     assert not blob_exists(svc, population["eph-default"])
-    assert {r.id for r in svc.catalog.iter_resources()} == {population["ret-default"].id}
+    assert {r.id for r in svc.catalog.resources.all()} == {population["ret-default"].id}
     assert index_ids(svc) == {population["ret-default"].id}
     assert svc.gc() == {"dry-run": False, "removed": [], "count": 0, "bytes": 0,
                         "kv-removed": []}
@@ -109,7 +109,7 @@ def test_dry_run_changes_nothing_but_lists(svc, clock, population):
     assert preview["count"] == 4
     assert preview["kv-removed"] == [f"{WS}:short"]
     assert state(svc) == before
-    assert svc.catalog.conn.execute("SELECT COUNT(*) FROM kv").fetchone()[0] == 1
+    assert svc.catalog.kv.count() == 1
     assert svc.gc(dry_run=True) == preview                          # repeatable
     done = svc.gc()
     assert sorted(done["removed"]) == sorted(preview["removed"])
@@ -137,9 +137,9 @@ def test_cli_gc_dry_run_and_gc(svc, clock, population, home):
                                         for n in ("eph-1h", "other-ws-1h", "kv-1h"))
     for name in ("eph-1h", "other-ws-1h", "kv-1h"):
         res = population[name]
-        assert not blob_exists(svc, res) and svc.catalog.get(res.id) is None
+        assert not blob_exists(svc, res) and svc.catalog.resources.get(res.id) is None
     kept = {population[n].id for n in ("eph-default", "ret-2h", "ret-default")}
-    assert {r.id for r in svc.catalog.iter_resources()} == kept
+    assert {r.id for r in svc.catalog.resources.all()} == kept
     assert fresh_index_ids(home) == kept
 
     again = json.loads(cli("gc", "--format", "json", env=env).stdout)

@@ -70,7 +70,7 @@ def test_one_idempotency_key_from_many_threads_writes_once(service):
     assert not errors, errors
     assert len({r.resource.uri for r in results}) == 1
     assert sum(1 for r in results if not r.replayed) == 1
-    assert service.catalog.count("workspace = ?", ("ws-group",)) == 1
+    assert service.catalog.resources.count("ws-group") == 1
 
 
 def test_a_conflict_fails_only_its_own_persist(service):
@@ -94,8 +94,8 @@ def test_each_caller_waits_for_its_own_change_even_when_another_thread_led(servi
                 word = f"ownword{t}x{i}"
                 res = service.persist("ws-group", {"filename": f"{t}-{i}.txt"},
                                       word.encode()).resource
-                pos = service.catalog.last_position()
-                if service.catalog.changes_after(pos - 1)[:1] != [(pos, res.id)]:
+                pos = service.catalog.changes.last_position()
+                if service.catalog.changes.after(pos - 1)[:1] != [(pos, res.id)]:
                     problems.append(f"{word}: position {pos} is not its change")
                 res = service.persist("ws-group", {"filename": f"{t}-{i}-w.txt"},
                                       f"{word}w".encode(), wait=True).resource

@@ -13,7 +13,7 @@ BODY = b"the quarterly numbers\n"
 
 
 def state(service, home):
-    return files_under(home), service.catalog.count(), service.list(WS).total
+    return files_under(home), service.catalog.resources.count(), service.list(WS).total
 
 
 def test_same_key_same_body_same_spec_replays_the_first_record(service, home):
@@ -55,7 +55,7 @@ def test_without_a_key_every_persist_is_new(service):
     a = service.persist(WS, SPEC, BODY).resource
     b = service.persist(WS, SPEC, BODY).resource
     assert a.uri != b.uri
-    assert service.catalog.count() == 2
+    assert service.catalog.resources.count() == 2
 
 
 def test_different_keys_are_different_resources(service):

@@ -25,7 +25,7 @@ def kv_rows(svc, key: str | None = None) -> list[tuple]:
     sql, params = "SELECT workspace, key, version FROM kv", ()
     if key is not None:
         sql, params = sql + " WHERE key = ?", (key,)
-    return svc.catalog.conn.execute(sql, params).fetchall()
+    return svc.catalog.database.reader().execute(sql, params).fetchall()
 
 
 # -- seed 000's pattern --------------------------------------------------------------------

@@ -20,7 +20,7 @@ def archive(service):
 
 def assert_nothing_written(service, home, before: set[str]) -> None:
     assert files_under(home) == before
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
     assert not any((home / "tmp").iterdir())
 
 
@@ -171,7 +171,7 @@ def test_two_unslotted_persists_with_the_same_path_never_collide(service, home):
     assert (home / a.path).read_bytes() == b"first"
     assert (home / b.path).read_bytes() == b"second"
     assert b"".join(service.read(WS, a.uri)[3]) == b"first"
-    assert service.catalog.count() == 2
+    assert service.catalog.resources.count() == 2
 
 
 def test_slot_layout_has_no_hidden_segments(service, home, archive):
@@ -194,7 +194,7 @@ def test_unbound_slot_is_rejected_and_nothing_written(service, home):
 def test_slots_are_per_workspace(service, home, archive):
     with pytest.raises(BadRequest):
         service.persist("ws-other", {"slot": archive, "filename": "x"}, b"x")
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
 
 
 @pytest.mark.parametrize("ws", ["../ws", "ws/acme", "", "-lead", "w s"])

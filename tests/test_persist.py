@@ -110,7 +110,7 @@ def test_every_fixture_together_each_read_back_intact(service, fixtures_dir):
     assert len(set(uris.values())) == len(FIXTURE_FILES)
     for name, uri in uris.items():
         assert read_back(service, uri) == (fixtures_dir / name).read_bytes()
-    assert service.catalog.count() == len(FIXTURE_FILES)
+    assert service.catalog.resources.count() == len(FIXTURE_FILES)
 
 
 def test_content_types_come_from_the_bytes(service, fixtures_dir):
@@ -178,7 +178,7 @@ def test_kv_persist_with_invalid_json_is_rejected_and_nothing_kept(service, home
     assert "JSON" in err.value.message
     assert err.value.status == 400
     assert files_under(home) == before
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
     assert not any((home / "tmp").iterdir())
 
 
@@ -191,7 +191,7 @@ def test_invalid_spec_fields_are_rejected(service, home):
             service.persist(WS, spec, b"x")
         assert words in err.value.message
     assert files_under(home) == before
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
 
 
 def test_unicode_and_spaced_filenames_work(service, home):

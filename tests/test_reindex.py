@@ -107,12 +107,12 @@ def _bulk_records(service, n):
     seed = service.persist(WS, {"filename": "doc-seed.txt"},
                            b"bulkword seed of the reindex corpus\n").resource
     with service.lifecycle.lock.held(), service.catalog.transaction() as conn:
-        seq = service.catalog.next_seq(conn)
+        seq = service.catalog.changes.next_seq(conn)
         for i in range(n - 1):
             res = dataclasses.replace(seed, id=new_id(), filename=f"doc-{i:04d}.txt",
                                       display_name=f"doc-{i:04d}.txt",
                                       path=f"{seed.path}-{i}", seq=seq + i)
-            service.catalog.upsert(conn, res, f"bulkword item{i} of the reindex corpus")
+            service.catalog.resources.upsert(conn, res, f"bulkword item{i} of the reindex corpus")
     service.index.sync()
 
 
@@ -168,9 +168,9 @@ def test_second_process_while_this_one_holds_the_writer(service, home, tmp_path)
         writer.rollback()
         writer.wait_merging_threads()          # releases the directory lock
         service.index.lock_wait = service.settings.index_lock_wait_seconds
-    assert service.catalog.outbox_size() >= 2
+    assert service.catalog.changes.backlog() >= 2
     service.index.sync()
-    assert service.catalog.outbox_size() == 0
+    assert service.catalog.changes.backlog() == 0
     assert uris(service.search(WS, "firstprocessword")) == [first.uri]
     assert uris(service.search(WS, "secondprocessword")) == [theirs["uri"]]
     assert uris(service.search(WS, "latewriteword")) == [ours.uri]

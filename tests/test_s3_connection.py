@@ -46,13 +46,13 @@ def assert_bucket_matches_catalog(svc: ResourceService) -> None:
     backend = svc.backends["s3"]
     # Everything the service writes is under workspaces/ (_quarantine/ is doctor's).
     objects = {b.key for b in backend.list("") if not b.key.startswith("_quarantine/")}
-    records = {r.path for r in svc.catalog.iter_resources() if r.connection == "s3"}
+    records = {r.path for r in svc.catalog.resources.all() if r.connection == "s3"}
     assert objects == records
-    for res in svc.catalog.iter_resources():
+    for res in svc.catalog.resources.all():
         if res.connection == "s3":
             assert backend.stat(res.path).size == res.size
     assert uploads_left(backend) == []
-    assert svc.catalog.intents() == [] or all(k == "gc" for _, k, _ in svc.catalog.intents())
+    assert svc.catalog.intents.pending() == [] or all(k == "gc" for _, k, _ in svc.catalog.intents.pending())
 
 
 @pytest.fixture
@@ -181,9 +181,9 @@ def test_bulk_persist_conflict_settles_every_item(s3svc: ResourceService) -> Non
              (same, b"two"), ({"slot": "archive", "filename": "z.txt"}, b"after")]
     with pytest.raises(VersionConflict):
         s3svc.persist_many(WS, items)
-    names = sorted(r.filename for r in s3svc.catalog.iter_resources())
+    names = sorted(r.filename for r in s3svc.catalog.resources.all())
     assert names == ["a.txt", "twice.txt"]       # published before the conflict: kept
-    (twice,) = [r for r in s3svc.catalog.iter_resources() if r.filename == "twice.txt"]
+    (twice,) = [r for r in s3svc.catalog.resources.all() if r.filename == "twice.txt"]
     assert b"".join(s3svc.read(WS, twice.uri)[3]) == b"one"
     assert_bucket_matches_catalog(s3svc)
 
@@ -193,7 +193,7 @@ def test_tier_limit_mid_stream_aborts_the_upload(s3svc: ResourceService) -> None
     chunks = (os.urandom(MiB) for _ in range(20))
     with pytest.raises(TooLarge):
         s3svc.persist(WS, {"slot": "archive", "filename": "huge.bin"}, chunks)
-    assert list(s3svc.catalog.iter_resources()) == []
+    assert list(s3svc.catalog.resources.all()) == []
     assert uploads_left(s3svc.backends["s3"]) == []
     assert_bucket_matches_catalog(s3svc)
 
@@ -308,7 +308,7 @@ def test_http_end_to_end_and_outage(tmp_path: Path, seaweedfs) -> None:
         stop_server(server)
     svc = ResourceService(Settings.from_env(server.home), log=lambda m: None)
     try:
-        assert list(svc.catalog.iter_resources()) == []
+        assert list(svc.catalog.resources.all()) == []
     finally:
         svc.close()
     from storage.s3 import S3Config
@@ -331,7 +331,7 @@ def test_one_gib_ephemeral_persist_in_bounded_memory(tmp_path: Path, seaweedfs,
     monkeypatch.setenv("RESOURCES_CONNECTION_S3", env["RESOURCES_CONNECTION_S3"])
     svc = ResourceService(Settings.from_env(tmp_path / "home"), log=lambda m: None)
     try:
-        (res,) = list(svc.catalog.iter_resources())
+        (res,) = list(svc.catalog.resources.all())
         svc.delete("ws-bench", res.uri)            # give SeaweedFS its disk back
     finally:
         svc.close()

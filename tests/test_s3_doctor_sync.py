@@ -93,7 +93,7 @@ def test_doctor_reports_and_repairs_s3_leftovers(home: Path) -> None:
     try:
         assert uploads_left(svc.backends["s3"]) == []
         assert svc.get(WS, kept.uri).size == 4
-        names = {r.filename for r in svc.catalog.iter_resources()}
+        names = {r.filename for r in svc.catalog.resources.all()}
         assert names == {"kept.txt", "in.txt"}
         assert_bucket_matches_catalog(svc)           # lists workspaces/ only
         assert [o.key.split("-", 1)[1] for o in svc.backends["s3"].list("_quarantine")] == \

@@ -151,4 +151,4 @@ def test_concurrent_persists_from_8_threads_are_all_indexed(service):
     assert page.total == 80
     assert uris(page) == set(made)
     assert service.index.count() == 80
-    assert service.catalog.outbox_size() == 0
+    assert service.catalog.changes.backlog() == 0

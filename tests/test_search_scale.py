@@ -61,7 +61,7 @@ def brute_force(service, match) -> dict[str, Counter]:
     counts: dict[str, Counter] = {k: Counter() for k in
                                   ("type", "tier", "storage-root", "slot", "content-major",
                                    "tag", "workflow-id")}
-    for res in service.catalog.iter_resources("workspace = ?", (WS,)):
+    for res in service.catalog.resources.in_workspace(WS):
         if not match(res):
             continue
         counts["type"][res.type] += 1

@@ -97,7 +97,7 @@ def test_writing_the_same_slot_path_again_replaces_the_content(service, home, ar
     assert read_back(service, two["uri"]) == b"beta wordhyacinth and more\n"
     storage_files = {f for f in files_under(home) if f.startswith(f"workspaces/{WS}/storage/")}
     assert storage_files == {TARGET}
-    assert service.catalog.count() == 1
+    assert service.catalog.resources.count() == 1
     assert service.get(WS, one["uri"]).version == 2
 
     # the index follows: the new text is found, the old is gone, one entry
@@ -127,7 +127,7 @@ def test_slot_rewrite_with_a_kv_result_does_not_replace_a_file(service, home, ar
         service.persist(WS, {**spec, "type": "kv"}, b'{"a": 2}')
     assert (home / file_res.path).read_bytes() == b'{"a": 1}'
     assert service.get(WS, file_res.uri).version == 1
-    assert service.catalog.count() == 1
+    assert service.catalog.resources.count() == 1
     assert not any((home / "tmp").iterdir())
 
 

@@ -52,7 +52,7 @@ def test_retained_over_the_limit_fails_and_keeps_nothing(service, home):
     assert pulled == RETAINED_MAX + 1    # streamed to the end: the limit is the byte count
     assert list((home / "tmp").iterdir()) == []
     assert files_under(home) == before
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
     assert service.list(WS).total == 0
 
 
@@ -74,7 +74,7 @@ def test_too_large_through_begin_persist_also_cleans_up(service, home):
         for chunk in stream(RETAINED_MAX + MiB):
             job.write(chunk)
     assert list((home / "tmp").iterdir()) == []
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
 
 
 def test_an_aborted_persist_keeps_nothing(service, home):
@@ -88,7 +88,7 @@ def test_an_aborted_persist_keeps_nothing(service, home):
         service.persist(WS, {"filename": "cut.bin"}, failing())
     assert list((home / "tmp").iterdir()) == []
     assert files_under(home) == before
-    assert service.catalog.count() == 0
+    assert service.catalog.resources.count() == 0
 
 
 MEASURE = textwrap.dedent("""

@@ -46,7 +46,7 @@ def present(service, home: Path, uris: dict[str, str]) -> set[str]:
     alive = set()
     for name, uri in uris.items():
         id_ = uri.rsplit("/", 1)[-1]
-        rec = service.catalog.get(id_)
+        rec = service.catalog.resources.get(id_)
         parts = (rec is not None,
                  rec is not None and (home / rec.path).is_file(),
                  id_ in ids)
@@ -66,7 +66,7 @@ def test_service_cleanup_by_tier_then_whole_run(service, home):
     uris = make_runs(lambda ws, spec, body: service.persist(ws, spec, body).resource.uri)
     everything = set(uris)
     assert present(service, home, uris) == everything
-    paths = {n: service.catalog.get(u.rsplit("/", 1)[-1]).path for n, u in uris.items()}
+    paths = {n: service.catalog.resources.get(u.rsplit("/", 1)[-1]).path for n, u in uris.items()}
 
     removed = service.delete_workflow(WS, "wf-1", tier="ephemeral")
     assert sorted(r.uri for r in removed) == sorted(uris[n] for n in RUN1_EPH)

@@ -6,6 +6,7 @@ never imports indexer/."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +82,37 @@ def test_no_import_cycles():
         if m not in state:
             visit(m)
     assert cycles == []
+
+
+_SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|DELETE\s+FROM|"
+                  r"UPDATE\s+\w+\s+SET|BEGIN\s+IMMEDIATE|PRAGMA\s|CREATE\s+(TABLE|INDEX))\b",
+                  re.IGNORECASE | re.DOTALL)
+
+
+def _strings(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module (f-string parts joined), with its line."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append((node.lineno, node.value))
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(v.value for v in node.values
+                           if isinstance(v, ast.Constant) and isinstance(v.value, str))
+            out.append((node.lineno, text))
+    return out
+
+
+def test_sql_lives_only_in_the_catalog_package():
+    """A second catalog (PostgreSQL) implements the catalog package's repositories; SQL
+    anywhere else would bypass it."""
+    offences = []
+    catalog = ROOT / "storage" / "catalog"
+    for package in LAYERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if catalog in path.parents:
+                continue
+            for line, text in _strings(path):
+                if _SQL.search(text):
+                    offences.append(f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}")
+    assert offences == []
+

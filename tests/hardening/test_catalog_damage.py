@@ -16,7 +16,7 @@ def _home_with_data(tmp_path):
     for i in range(300):
         svc.persist("ws-acme", {"filename": f"f{i}.txt", "tags": [f"t{i}"]},
                     f"file number {i} ".encode() * 20)
-    svc.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    svc.catalog.database.checkpoint()
     svc.close()
     return home
 

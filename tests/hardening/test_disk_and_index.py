@@ -61,7 +61,7 @@ def test_disk_full_is_507_and_nothing_half_written(small_disk, tmp_path):
         p.unlink()
     svc = ResourceService(Settings.from_env(server.home), log=lambda m: None)
     try:
-        assert svc.catalog.intents() == []
+        assert svc.catalog.intents.pending() == []
     finally:
         svc.close()
 

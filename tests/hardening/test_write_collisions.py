@@ -19,7 +19,7 @@ def _restart_clean(server_home, tmp_path) -> None:
     """The next start (serve and an embedded CLI) comes up, and doctor is clean."""
     svc = ResourceService(Settings.from_env(server_home), log=lambda m: None)
     try:
-        assert svc.catalog.intents() == []
+        assert svc.catalog.intents.pending() == []
     finally:
         svc.close()
 
@@ -74,7 +74,7 @@ def test_very_long_flow_step_path_filename_is_400_before_any_write(srv):
         assert "longer" in err["message"] or "limit" in err["message"]
     svc = ResourceService(Settings.from_env(srv.home), log=lambda m: None, recover=False)
     try:
-        assert svc.catalog.intents() == []
+        assert svc.catalog.intents.pending() == []
     finally:
         svc.close()
 
@@ -88,23 +88,23 @@ def test_recovery_quarantines_an_intent_it_cannot_finish(tmp_path):
         svc.persist("ws-acme", {"filename": "a", "flow": "f", "step": "s"}, b"a")
         bad_key = "workspaces/ws-acme/persist/" + "/".join(["z" * 255] * 20)
         row = {"id": "01JBAD", "path": bad_key, "size": 1}
-        svc.catalog.add_intent("persist", {"staging": "", "connection": "platform",
+        svc.catalog.intents.add_now("persist", {"staging": "", "connection": "platform",
                                            "row": row, "text": ""}, 0)
         blob = home / "workspaces/ws-acme/persist/blocker"
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_text("i am a file")
-        svc.catalog.add_intent("persist", {"staging": "", "connection": "platform",
+        svc.catalog.intents.add_now("persist", {"staging": "", "connection": "platform",
                                            "row": {**row, "path": "workspaces/ws-acme/"
                                                    "persist/blocker/under/it"},
                                            "text": ""}, 0)
-        svc.catalog.add_intent("delete", {"garbage": True}, 0)
+        svc.catalog.intents.add_now("delete", {"garbage": True}, 0)
     finally:
         svc.close()
     logs: list[str] = []
     svc = ResourceService(Settings.from_env(home), log=logs.append)   # must not raise
     try:
-        assert svc.catalog.intents() == []
-        assert len(svc.catalog.quarantined_intents()) >= 1
+        assert svc.catalog.intents.pending() == []
+        assert len(svc.catalog.intents.quarantined()) >= 1
         assert any("set aside" in line for line in logs)
         # Serving still works: search and persist.
         svc.persist("ws-acme", {"filename": "b"}, b"b")
@@ -124,7 +124,7 @@ def test_refused_publish_is_not_rolled_forward_into_a_folder_record(tmp_path):
         (home / "workspaces/ws-acme/storage/r/t").mkdir(parents=True)
         with pytest.raises(Conflict):
             job.commit()
-        assert svc.catalog.intents() == []
+        assert svc.catalog.intents.pending() == []
     finally:
         svc.close()
     svc = ResourceService(Settings.from_env(home), log=lambda m: None)
@@ -144,6 +144,6 @@ def test_collision_error_types_in_process(tmp_path):
         with pytest.raises(InvalidPath):
             svc.persist("ws-acme", {"flow": "/".join(["q" * 250] * 4),
                                     "step": "/".join(["q" * 250] * 4), "filename": "x"}, b"3")
-        assert svc.catalog.intents() == []
+        assert svc.catalog.intents.pending() == []
     finally:
         svc.close()
