@@ -15,6 +15,8 @@ from storage.backend import BlobWriter
 from storage.records import Resource, new_id
 from storage.spec import parse_spec
 
+from .persist import PersistJob
+
 
 if TYPE_CHECKING:
     from .service import ResourceService  # noqa: F401
@@ -133,8 +135,7 @@ class UploadsMixin:
             spec = parse_spec({"type": "blob", "filename": session["filename"],
                                "content-type": session["content_type"]})
             writer = platform.open_write(session["key"], self.settings.tiers[spec.tier].max_bytes)
-            from .service import PersistJob   # service imports this module
-            job = PersistJob(self, workspace, spec, writer, platform, "platform", session["key"],
+            job = PersistJob(self.persister, workspace, spec, writer, platform, "platform", session["key"],
                              None, None, session["filename"], None)
             job.resource_id = session["resource_id"]   # type: ignore[attr-defined]
             try:
