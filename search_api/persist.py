@@ -17,6 +17,7 @@ from indexer.detect import guess_content_type, sniff
 from indexer.extract import extract
 from indexer.pdf import PdfWorker
 from indexer.schema import effective_content
+from storage.config import DEFAULT_CONNECTION
 from storage.backend import BlobWriter, StorageBackend
 from storage.catalog import Catalog
 from storage.config import Settings
@@ -139,7 +140,7 @@ class PersistPipeline:
             connection = slot.connection
             key, under = slotted_key(workspace, slot.root, path_segments, filename_segments)
         else:
-            connection = "platform"
+            connection = DEFAULT_CONNECTION
             key = unslotted_key(workspace, spec.flow, spec.step, path_segments, filename_segments)
             under = None
         check_key_length(key)

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from indexer.filterspec import (FILTER_NAMES, LIST_PARAMS, OPTION_NAMES, SEARCH_PARAMS,
                                 check_known)
+from storage.config import DEFAULT_CONNECTION
 from storage.clock import rfc3339
 from storage import mediatype
 from storage.errors import BadRequest, InvalidSpec, StorageFull, TooLarge
@@ -352,7 +353,7 @@ async def put_slot(request: Request) -> Response:
         raise InvalidSpec('body must be {"connection": "platform", "root": "reports/acme"}')
     service = svc(request)
     slot = await run_in_threadpool(service.bind_slot, ws, request.path_params["slot"],
-                                   body["root"], body.get("connection") or "platform")
+                                   body["root"], body.get("connection") or DEFAULT_CONNECTION)
     return ok(envelope.plain(service.slot_json(slot)))
 
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
+from storage.config import DEFAULT_CONNECTION
 from storage import clock
 from storage.backend import StorageBackend
 from storage.catalog import Catalog
@@ -105,7 +106,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
 
     # -- slots ---------------------------------------------------------------------------
     def bind_slot(self, workspace: str, name: str, root: str,
-                  connection: str = "platform") -> Slot:
+                  connection: str = DEFAULT_CONNECTION) -> Slot:
         check_workspace(workspace)
         check_slot_name(name)
         if connection not in self.backends:
