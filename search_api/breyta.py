@@ -36,7 +36,7 @@ from storage.records import Resource
 
 from .auth import READ, WRITE, Principal
 from .observe import note_principal, route_template
-from .routes import content_response, filter_params, json_body, stream_body, svc, wait_for
+from ._http import content_response, filter_params, json_body, stream_body, svc, wait_for
 from .service import Page
 
 #: Lists answer at most this many items (the core pages at 100; we walk its cursor).
