@@ -168,6 +168,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web_lists import fallback_routes     # an HTML 404 for unknown /ui/ paths (last)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
+    from . import breyta_openapi  # noqa: F401 - registers its OpenAPI part
     app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, *picker_routes,
                        ui_static, *picker_web_routes, *thumb_routes, *run_routes, *web_routes,
                        *fallback_routes, *breyta_routes],

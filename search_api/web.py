@@ -37,7 +37,7 @@ from storage.errors import BadRequest, Forbidden, ResourceError, Unauthorized
 
 from .auth import ADMIN, READ, WRITE, Principal
 from .observe import note_principal
-from .routes import content_response
+from ._http import content_response
 from .service import ResourceService
 from .signing import load_secret
 from .views import web_facets

@@ -110,7 +110,7 @@ async def picker_upload(request: Request) -> Response:
     """Raw body (``fetch`` of the chosen File), ``?filename=``; JSON in, JSON out."""
     from starlette.responses import JSONResponse
 
-    from .routes import stream_body
+    from ._http import stream_body
     service = svc(request)
     session = await _session(request)
     spec = await run_in_threadpool(service.picker_upload_spec, session,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .backend import BlobStat, BlobWriter, StorageBackend
-from .errors import Conflict, InvalidPath, TooLarge, from_os_error
+from .errors import Conflict, InvalidPath, TooLarge, Unavailable, from_os_error
 
 STAGING_SUFFIX = ".part"
 BLOCK = 1024 * 1024
@@ -59,6 +59,8 @@ def _open_regular(path: Path):
 
 
 class LocalWriter(BlobWriter):
+    folder_barrier = True
+
     def __init__(self, backend: "LocalBackend", key: str, max_bytes: int) -> None:
         self.backend = backend
         self.key = key
@@ -234,6 +236,11 @@ class LocalBackend(StorageBackend):
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
+
+    def ready(self) -> None:
+        for folder in (self.root, self.tmp_dir):
+            if not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+                raise Unavailable("a storage folder is missing or not writable")
     def path_for(self, key: str) -> Path:
         # Keys are validated by the layout already; this is the last line of defence:
         # nothing below the root is ever reached through a symbolic link (a link in a
