@@ -154,6 +154,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
                 service.follower = None
                 follower.stop()
             metrics.detach()
+            metrics.exit_process()
             if loopback is not None:
                 loopback.shutdown()
 
