@@ -35,6 +35,7 @@ from storage import events
 from . import multiproc
 
 from .logs import log
+from .loops import Periodic
 
 logger = logging.getLogger("resources.jobs")
 
@@ -243,33 +244,22 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class Refresher:
+class Refresher(Periodic):
     """The thread that keeps the snapshot gauges fresh (first refresh at start)."""
 
     def __init__(self, service: Any, metrics: Metrics, interval: float) -> None:
-        self.service, self.metrics, self.interval = service, metrics, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-refresh", daemon=True)
+        super().__init__("metrics-refresh", interval, first_now=True)
+        self.service, self.metrics = service, metrics
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                self.metrics.refresh(self.service)
-                log(logger, logging.DEBUG, "metrics refreshed", event="job", job="metrics-refresh",
-                    duration_ms=round((time.monotonic() - started) * 1000, 2))
-            except Exception as exc:  # noqa: BLE001 - keep refreshing, say why
-                log(logger, logging.ERROR, "metrics refresh failed", event="job",
-                    job="metrics-refresh", error=repr(exc))
-            if self._stop.wait(self.interval):
-                return
+    def tick(self) -> None:
+        started = time.monotonic()
+        try:
+            self.metrics.refresh(self.service)
+            log(logger, logging.DEBUG, "metrics refreshed", event="job", job="metrics-refresh",
+                duration_ms=round((time.monotonic() - started) * 1000, 2))
+        except Exception as exc:  # noqa: BLE001 - keep refreshing, say why
+            log(logger, logging.ERROR, "metrics refresh failed", event="job",
+                job="metrics-refresh", error=repr(exc))
 
 
 def serve_loopback(metrics: Metrics | CollectorRegistry, port: int) -> Any:

@@ -36,6 +36,8 @@ from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .loops import Periodic
+
 logger = logging.getLogger("resources.jobs")
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -203,27 +205,16 @@ def sweep(path: Path) -> list[int]:
     return sorted(dead)
 
 
-class Janitor:
+class Janitor(Periodic):
     """The `serve` parent's thread: a worker that died without saying so (SIGKILL, OOM)
     is marked dead within ``interval`` seconds."""
 
     def __init__(self, path: Path, interval: float = 1.0) -> None:
-        self.path, self.interval = path, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-janitor",
-                                        daemon=True)
+        super().__init__("metrics-janitor", interval)
+        self.path = path
 
-    def start(self) -> "Janitor":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                sweep(self.path)
-            except Exception as exc:  # noqa: BLE001 - keep sweeping, say why
-                logger.error("metrics janitor failed: %r", exc)
+    def tick(self) -> None:
+        try:
+            sweep(self.path)
+        except Exception as exc:  # noqa: BLE001 - keep sweeping, say why
+            logger.error("metrics janitor failed: %r", exc)
