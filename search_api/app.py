@@ -152,7 +152,8 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
+    from .web import web_routes               # the operator web view and picker (/ui/)
+    from .web_base import STATIC_DIR
     from .web_picker import picker_web_routes  # the embeddable picker (before /ui/{ws})
     from .picker_routes import picker_routes   # its API: origins and sessions
     from .web_thumbs import thumb_routes       # thumbnails of resource pages
