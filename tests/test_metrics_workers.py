@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from server import KEY_SPECS, error_body, free_port, ok_body, start_server, stop_server, upload
+from server import error_body, free_port, ok_body, start_server, stop_server, upload
 from test_metrics import parse, value
+from test_write_path import OPS_KEYS, eventually
 
 from search_api import multiproc
 
-OPS_KEYS = {**KEY_SPECS, "ops": ("ops", "service.admin")}
 SIZES = [100 * (i + 1) + i for i in range(10)]      # 10 persists of known sizes
 BAD_REQUESTS = 7                                    # 4xx on one route template
 ROUTE = "/v1/{ws}/resources/by-uri"
@@ -41,16 +40,6 @@ def scrape(server) -> dict:
         r = c.get("/metrics")
     assert r.status_code == 200, r.text
     return parse(r.text)
-
-
-def eventually(check, timeout: float = 30.0):
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.1)
 
 
 def worker_pids(samples: dict) -> set[str]:
@@ -88,7 +77,7 @@ def check_totals(samples: dict) -> None:
 
 def test_counters_add_up_exactly_across_workers(srv):
     # Both workers up (each reports its process series) before the traffic.
-    eventually(lambda: len(worker_pids(scrape(srv))) == 2)
+    eventually(lambda: len(worker_pids(scrape(srv))) == 2, 30)
 
     def persist(i: int) -> None:
         with srv.client("write") as c:        # one connection per request: spread
@@ -121,7 +110,7 @@ def test_one_snapshot_and_per_worker_process_series(srv):
         got = {t: value(samples, "resources_storage_bytes", workspace="ws-acme", tier=t)
                for t in want}
         return samples if got == want else None
-    samples = eventually(fresh)
+    samples = eventually(fresh, 30)
     # One series per gauge (one process computed them), not one per worker.
     assert sum(1 for name, _ in samples if name == "resources_index_documents") == 1
     assert sum(1 for name, _ in samples if name == "resources_disk_free_bytes") == 1
@@ -139,7 +128,7 @@ def test_a_killed_workers_counts_stay_and_its_live_series_go(srv):
     os.kill(victim, signal.SIGKILL)
     # The parent marks it dead; uvicorn starts a replacement that reports itself.
     eventually(lambda: (lambda p: str(victim) not in p and len(p) == 2)(
-        worker_pids(scrape(srv))))
+        worker_pids(scrape(srv))), 30)
     for _ in range(4):
         check_totals(scrape(srv))
 
