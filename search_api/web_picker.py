@@ -49,7 +49,7 @@ def _headers(response: Response, origin: str | None) -> Response:
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int,
             origin: str | None) -> Response:
-    from .web import templates
+    from .web_base import templates
     response = templates.TemplateResponse(request, name, context, status_code=status)
     return _headers(response, origin)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .backend import BlobStat, BlobWriter, StorageBackend
+from .blockwrite import BlockBuffer, admit
 from .errors import Conflict, InvalidPath, TooLarge, Unavailable, from_os_error
 
 STAGING_SUFFIX = ".part"
@@ -73,27 +74,17 @@ class LocalWriter(BlobWriter):
         # files whose owner died (the kernel drops the lock with the process).
         fcntl.flock(self._fh, fcntl.LOCK_EX)
         self._hash = hashlib.sha256()
-        self._buf = bytearray()
+        self._blocks = BlockBuffer(BLOCK, self._write_block)
         self.size = 0
         self.sha256 = ""
         self._done = False
 
     def write(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.max_bytes:
-            self.abort()
-            raise TooLarge(
-                f"body exceeds the tier limit of {self.max_bytes:,} bytes; nothing was kept",
-                limit=self.max_bytes)
-        self.size += len(chunk)
+        admit(self, chunk)
         try:
-            if not self._buf and len(chunk) >= BLOCK:
-                self._write_block(chunk)
-                return
-            # Small chunks (an HTTP body arrives in ~64 KiB pieces) are gathered into
-            # blocks: one write and one hash call per block, not per piece.
-            self._buf += chunk
-            if len(self._buf) >= BLOCK:
-                self._flush_buffer()
+            # Small chunks are gathered into blocks: one write and one hash call per
+            # block, not per piece.
+            self._blocks.add(chunk)
         except OSError as exc:
             self._fail(exc)
 
@@ -104,11 +95,6 @@ class LocalWriter(BlobWriter):
         if typed is None:
             raise exc
         raise typed from exc
-
-    def _flush_buffer(self) -> None:
-        with memoryview(self._buf) as view:
-            self._write_block(view)
-        self._buf.clear()
 
     def _write_block(self, data: bytes | memoryview) -> None:
         if len(data) >= BLOCK:
@@ -129,8 +115,7 @@ class LocalWriter(BlobWriter):
         # The handle (and its lock) stays open until publish or abort, so no recovery in
         # another process takes this staged file for abandoned in between.
         try:
-            if self._buf:
-                self._flush_buffer()
+            self._blocks.flush()
             self._fh.flush()
             if durable:
                 os.fsync(self._fh.fileno())
