@@ -2,8 +2,9 @@
 
 How the pieces fit (prometheus-client's multiprocess mode, plus what it leaves to us):
 
-- ``prepare(home)`` (the `serve` parent, before uvicorn spawns the workers) empties
-  ``<home>/metrics-multiproc`` and exports ``PROMETHEUS_MULTIPROC_DIR``: every worker's
+- ``prepare(home)`` (the `serve` parent, before uvicorn spawns the workers) makes an
+  empty ``<home>/metrics-multiproc/serve-<pid>`` and exports ``PROMETHEUS_MULTIPROC_DIR``
+  there: every worker's
   counters and histograms then live in per-process files there, and a scrape sums them
   (``scrape_registry``) whichever worker answers. A dead worker's counter files stay:
   what it counted still happened, so totals never go backwards.
@@ -41,6 +42,7 @@ from .loops import Periodic
 logger = logging.getLogger("resources.jobs")
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Under the data home; one ``serve-<pid>`` directory per running `serve --workers N`.
 DIR_NAME = "metrics-multiproc"
 SNAPSHOT_FILE = "snapshot.json"
 LOCK_FILE = "refresher.lock"
@@ -53,11 +55,18 @@ def directory() -> Path | None:
 
 
 def prepare(home: Path) -> Path:
-    """Empty ``<home>/metrics-multiproc`` and export it (call before the workers start):
-    files left by an earlier run would add its counts to this one's."""
-    path = Path(home) / DIR_NAME
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    """Make an empty ``<home>/metrics-multiproc/serve-<pid>`` and export it (call before
+    the workers start): files left by an earlier run would add its counts to this one's.
+    One directory per `serve` process, so two servers on one data home do not wipe each
+    other's files; those of servers no longer running are removed here."""
+    parent = Path(home) / DIR_NAME
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("serve-*"):
+        pid = old.name[len("serve-"):]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = parent / f"serve-{os.getpid()}"
+    path.mkdir()
     os.environ[ENV] = str(path)
     return path
 

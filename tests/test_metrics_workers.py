@@ -50,7 +50,7 @@ def worker_pids(samples: dict) -> set[str]:
 def requests_by_process(home) -> dict[str, float]:
     """Requests each worker counted, from its own counter file."""
     out = {}
-    for f in (home / multiproc.DIR_NAME).glob("counter_*.db"):
+    for f in (home / multiproc.DIR_NAME).glob("serve-*/counter_*.db"):
         total = 0.0
         for metric in MultiProcessCollector.merge([str(f)]):
             if metric.name == "resources_http_requests":
@@ -133,11 +133,16 @@ def test_a_killed_workers_counts_stay_and_its_live_series_go(srv):
         check_totals(scrape(srv))
 
 
-def test_the_directory_is_emptied_at_start(tmp_path, monkeypatch):
-    stale = tmp_path / multiproc.DIR_NAME / "counter_12345.db"
-    stale.parent.mkdir()
-    stale.write_bytes(b"old run")
-    monkeypatch.delenv(multiproc.ENV, raising=False)
+def test_the_directory_is_fresh_at_start(tmp_path, monkeypatch):
+    parent = tmp_path / multiproc.DIR_NAME
+    gone = parent / "serve-999999999"           # a server that no longer runs
+    live = parent / f"serve-{os.getppid()}"     # one that does (this test's parent)
+    mine = parent / f"serve-{os.getpid()}"      # an earlier run with this pid
+    for d in (gone, live, mine):
+        d.mkdir(parents=True)
+        (d / "counter_12345.db").write_bytes(b"old run")
+    monkeypatch.setenv(multiproc.ENV, "unset after this test")   # prepare() sets it
     path = multiproc.prepare(tmp_path)
-    assert path == stale.parent and list(path.iterdir()) == []
+    assert path == mine and list(path.iterdir()) == []
+    assert not gone.exists() and (live / "counter_12345.db").exists()
     assert os.environ[multiproc.ENV] == str(path)
