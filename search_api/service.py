@@ -19,6 +19,7 @@ from indexer.extract import extract
 from indexer.facets import parse_facet_size, parse_facets
 from indexer.index import SearchIndex
 from indexer.pdf import PdfWorker
+from indexer.filterspec import SEARCH_MODES
 from indexer.query import (MAX_RESULT_WINDOW, Filters, check_window, decode_cursor, encode_cursor,
                            fingerprint, parse_flag, parse_limit, parse_text)
 from indexer.detect import guess_content_type, sniff
@@ -29,8 +30,8 @@ from storage.catalog import Catalog
 from storage.config import Settings
 from storage.events import emit
 from storage.faults import fault
-from storage.errors import (IdempotencyConflict, IndexBusy, InvalidSpec, NotFound,
-                            RangeNotSatisfiable)
+from storage.errors import (IdempotencyConflict, IndexBusy, InvalidSpec, NotEnabled,
+                            NotFound, RangeNotSatisfiable)
 from storage.layout import (check_key_length, check_root, check_slot_name, check_workspace,
                             optional_segments, render, slotted_key, split_segments,
                             unslotted_key)
@@ -66,6 +67,8 @@ class Page:
     facets: dict[str, Any] | None = None  # indexer.facets.read_aggregation's shape
     #: Where the index that answered stands in the change log (position, lag).
     index: dict[str, Any] | None = None
+    #: Resources of the workspace not embedded yet (semantic and hybrid searches).
+    semantic_pending: int | None = None
 
 
 @dataclass
@@ -140,6 +143,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.wait_default = wait_default
         #: The background index follower, when one runs in this process (serve).
         self.follower: Any = None
+        #: The embedding follower of `serve` (indexer.semantic), when one runs here.
+        self.semantic_follower: Any = None
+        self._semantic: Any = None
+        self._semantic_lock = threading.Lock()
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         settings.home.mkdir(parents=True, exist_ok=True)
         self._batch_depth = 0
@@ -493,7 +500,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     # -- search and list -----------------------------------------------------------------
     def search(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                limit: Any = None, cursor: str | None = None, keyword_mode: str = "all",
-               offset: int | None = None) -> Page:
+               offset: int | None = None, mode: str | None = None) -> Page:
         """One page of a search (``q``) or of a newest-first list (no ``q``).
 
         Besides the filters, ``params`` may hold ``exact-total`` (count past the
@@ -513,6 +520,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
             filters.storage_root = slot.root
         limit = parse_limit(limit)
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
+        if mode != "lexical" and text_query is not None:
+            return self._ranked_by_meaning(workspace, q or "", text_query, filters, mode,
+                                           keyword_mode, limit, cursor, offset, facet_names,
+                                           facet_size)
         # newest without words pages by keyset (stable under inserts), relevance by
         # score; every other order is a fast field, paged by offset.
         sort = filters.sort or ("relevance" if text_query is not None else "newest")
@@ -559,8 +570,122 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits},
+                    mode="lexical" if text_query is not None else None,
                     total_relation=page.relation, facets=facets,
                     index=self.index_position())
+
+    # -- semantic and hybrid -------------------------------------------------------------
+    @property
+    def semantic(self):
+        """The embedding index of this process (made on first use)."""
+        if not self.settings.semantic:
+            raise NotEnabled("semantic search is turned off here (RESOURCES_SEMANTIC=off)")
+        if self._semantic is None:
+            with self._semantic_lock:
+                if self._semantic is None:
+                    from indexer.semantic import SemanticIndex
+                    self._semantic = SemanticIndex(self.catalog, self.settings.home, self.log)
+        return self._semantic
+
+    def _ranked_by_meaning(self, workspace: str, q: str, text_query: Any, filters: Filters,
+                           mode: str, keyword_mode: str, limit: int, cursor: str | None,
+                           offset: int | None, facet_names: list[str], facet_size: int) -> Page:
+        """A semantic or hybrid page. Semantic: documents by their best chunk's cosine
+        to the query. Hybrid: reciprocal rank fusion (k=60, weight 1 each) of the BM25
+        top-N and the vector top-N, N = max(50, what the page needs). Every filter is
+        the lexical search's own Tantivy query (indexer.semantic.rank); a resource whose
+        record is gone or changed since its vectors were made is never returned."""
+        from indexer.semantic import HYBRID_DEPTH, RRF_K, rank, rrf
+        if filters.sort not in (None, "relevance"):
+            raise InvalidSpec(f"sort={filters.sort} applies to lexical search; {mode} "
+                              f"search ranks by meaning (sort=relevance)")
+        sem = self.semantic
+        if self.follower is None and self.semantic_follower is None:
+            sem.sync()          # library and embedded CLI: catch up first (no background)
+        else:
+            sem.ensure_loaded()
+        fp = fingerprint(workspace, q, filters, keyword_mode, mode)
+        decoded = decode_cursor(cursor, fp, self.signer.cursor_secret)
+        start = offset or 0
+        if decoded:
+            kind, value = decoded
+            if kind != "off":
+                raise InvalidSpec("this cursor does not belong to this search")
+            start = value
+        check_window(start, limit)
+        want = start + limit + 1
+        now = int(self.now())
+        searcher = self.index.searcher()
+        fq = self.index.query(workspace, None, filters, now, searcher)
+        allowed_count = int(searcher.search(fq, 1, count=True).count or 0)
+        records: dict[str, Resource] = {}
+
+        def current(ids: list[str]) -> set[str]:
+            """Of ``ids``, those whose record exists and matches its vectors."""
+            missing = [i for i in ids if i not in records]
+            records.update(self.catalog.get_many(missing))
+            return {i for i in ids if i in records and records[i].workspace == workspace
+                    and records[i].seq == sem.doc_seq(i)}
+
+        def allowed_among(ids: list[str]) -> set[str]:
+            return current(list(set(self.index.ids_matching(fq, searcher, among=ids))))
+
+        def allowed_all() -> list[str]:
+            return self.index.ids_matching(fq, searcher, limit=allowed_count)
+
+        started = time.monotonic()
+        qvec = sem.embed_query(q)
+        depth = want if mode == "semantic" else max(HYBRID_DEPTH, want)
+        vector = rank(sem, qvec, workspace, depth, allowed_count, allowed_all, allowed_among)
+        if allowed_count <= 0:
+            vector = []
+        else:
+            # the exact scan returns every allowed document: keep the current ones, in
+            # order, until the page is full
+            kept, i = [], 0
+            while len(kept) < depth and i < len(vector):
+                part = vector[i:i + 2 * depth]
+                ok = current([v[0] for v in part])
+                kept.extend(v for v in part if v[0] in ok)
+                i += len(part)
+            vector = kept[:depth]
+        chunk_of = {v[0]: v[1] for v in vector}
+        lexical_snippets: dict[str, str] = {}
+        if mode == "semantic":
+            ranked = [(v[0], v[2]) for v in vector]
+        else:
+            lexical = self.index.search(workspace, text_query, filters, now, depth,
+                                        snippets=False, searcher=searcher)
+            ranked = rrf([[h.id for h in lexical.hits], [v[0] for v in vector]], k=RRF_K)
+            lexical_ids = {h.id for h in lexical.hits}
+        page_ids = [i for i, _ in ranked[start:start + limit]]
+        records.update(self.catalog.get_many([i for i in page_ids if i not in records]))
+        page_ids = [i for i in page_ids if i in records]
+        if mode == "hybrid":
+            lexical_snippets = self.index.snippets_for(
+                searcher, text_query, [i for i in page_ids if i in lexical_ids])
+        texts = self.catalog.extract_texts([i for i in page_ids if i not in lexical_snippets
+                                            and i in chunk_of])
+        snippets = {}
+        for i in page_ids:
+            snippet = lexical_snippets.get(i, "")
+            if "<b>" not in snippet and i in chunk_of:
+                content, _ = effective_content(records[i], texts.get(i, ""))
+                snippet = sem.snippet(chunk_of[i], content) or snippet
+            snippets[i] = snippet
+        emit("search.semantic", mode=mode, seconds=time.monotonic() - started)
+        next_cursor = None
+        if len(ranked) > start + limit and start + 2 * limit <= MAX_RESULT_WINDOW:
+            next_cursor = encode_cursor("off", start + limit, fp, self.signer.cursor_secret)
+        facets = None
+        if facet_names:
+            facets = self.index.facets(workspace, None, filters, now, facet_names,
+                                       facet_size, searcher=searcher)
+        scores = dict(ranked)
+        return Page([records[i] for i in page_ids], allowed_count, limit, next_cursor,
+                    scores={i: round(scores[i], 6) for i in page_ids}, snippets=snippets,
+                    mode=mode, facets=facets, index=self.index_position(),
+                    semantic_pending=sem.pending(workspace))
 
     def list(self, workspace: str, params: dict[str, Any] | None = None, limit: Any = None,
              cursor: str | None = None) -> Page:

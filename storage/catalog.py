@@ -26,7 +26,7 @@ import sqlite_utils
 from .errors import CatalogDamaged
 from .records import Resource, Slot
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -127,7 +127,14 @@ def _m7(db: sqlite_utils.Database) -> None:
                                 pk=("workspace", "origin"))
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7]
+def _m8(db: sqlite_utils.Database) -> None:
+    # Embedding vectors of semantic search (issue 19): its SQL lives in vectors_store.
+    from . import vectors_store
+    vectors_store.migrate(db)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7,
+                                                             _m8]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -1,0 +1,458 @@
+"""Semantic search: chunk embeddings following the change log, one usearch index per workspace.
+
+**Writing** (one process at a time: the holder of ``<home>/locks/semantic-writer.lock``,
+like the Tantivy writer): ``sync()`` reads the change log past the ``semantic``
+follower position (``followers`` table), and for each changed resource reads its current
+record: gone means its vectors are forgotten; otherwise its indexed text is cut into
+chunks, embedded, and stored in the catalog (``storage.vectors_store``, float16) in one
+transaction, and only then the position moves (small batches of 8 changes). A crash
+(even SIGKILL) between the two re-applies the batch at the next start; a resource whose
+stored vectors already match its record ``seq`` is skipped, so nothing is embedded twice
+and nothing is lost. When the follower is new, or behind the pruned end of the log, a
+*reconcile* embeds every resource whose vectors are missing or stale and drops vectors
+whose resource is gone, then follows from where the log stood when it began.
+
+**Chunks**: the text that the lexical index holds (extracted, or the override text) in
+windows of ``WINDOW_TOKENS`` word-piece tokens overlapping by ``OVERLAP_TOKENS``, each
+prefixed by the display name and the path (context), at most ``MAX_CHUNKS`` per resource
+(the rest of a very long text is not embedded; its words stay searchable lexically).
+A resource without text gets one chunk: its name and path.
+
+**Reading**: every process keeps one usearch index per workspace (float16, inner
+product over unit vectors = cosine) in memory, built from the catalog's vectors at first
+use and kept current by applying the change log past the position it shows (the
+writer's own batches are applied at once). A resource's documents are ranked by their
+best chunk. Filters are exact: candidates are checked against the same Tantivy filter
+query as a lexical search (the over-fetch grows until enough pass, up to an exact scan),
+and a selective filter (few matching documents) is answered by an exact scan of only
+those documents' vectors. Results are checked against the catalog on the way out: a
+deleted or replaced resource (its record gone, or its ``seq`` moved past the vectors')
+is never returned, whatever the follower has done yet.
+"""
+from __future__ import annotations
+
+import html
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from storage.catalog import Catalog
+from storage.events import emit
+from storage.faults import fault
+from storage.records import Resource
+from storage.vectors_store import FOLLOWER, RECONCILE_FOLLOWER, Chunk, VectorStore
+
+from .leader import LeaderLock
+from .schema import effective_content
+
+#: Content tokens per chunk window (plus the context and two special tokens: <= 256).
+WINDOW_TOKENS = 200
+OVERLAP_TOKENS = 40
+#: Tokens of display name + path kept as each chunk's context.
+CONTEXT_TOKENS = 48
+#: Chunks per resource at most (documented in docs/search.md).
+MAX_CHUNKS = 16
+#: Characters of text looked at for chunking (MAX_CHUNKS windows need far fewer).
+MAX_CHARS = 60_000
+#: Change-log rows per durable step of the follower (a kill -9 redoes at most this).
+BATCH_CHANGES = 8
+#: Filters selecting at most this many documents are ranked by an exact scan of them.
+EXACT_SCAN_MAX = 5_000
+MODEL_ID = "all-MiniLM-L6-v2/1"
+#: Hybrid: reciprocal rank fusion's k, and how deep each list goes (at least).
+RRF_K = 60
+HYBRID_DEPTH = 50
+SNIPPET_CHARS = 200
+
+
+@dataclass
+class ChunkText:
+    start: int
+    end: int
+    text: str            # what is embedded: context + the window
+
+
+def context_of(res: Resource) -> str:
+    name = res.display_name or res.filename or ""
+    return f"{name} ({res.path})" if res.path else name
+
+
+def chunk_resource(res: Resource, extracted: str, tokenizer) -> list[ChunkText]:
+    """The chunks of one resource (at least one: name and path when there is no text)."""
+    content, _ = effective_content(res, extracted)
+    content = content[:MAX_CHARS]
+    context = context_of(res)
+    ctx_enc = tokenizer.encode(context, add_special_tokens=False)
+    if len(ctx_enc.ids) > CONTEXT_TOKENS:
+        context = context[:ctx_enc.offsets[CONTEXT_TOKENS - 1][1]]
+    if not content.strip():
+        return [ChunkText(0, 0, context)]
+    enc = tokenizer.encode(content, add_special_tokens=False)
+    offsets = enc.offsets
+    if not offsets:
+        return [ChunkText(0, 0, context)]
+    out: list[ChunkText] = []
+    step = WINDOW_TOKENS - OVERLAP_TOKENS
+    i = 0
+    while i < len(offsets) and len(out) < MAX_CHUNKS:
+        window = offsets[i:i + WINDOW_TOKENS]
+        start, end = window[0][0], window[-1][1]
+        out.append(ChunkText(start, end, f"{context}\n{content[start:end]}"))
+        if i + WINDOW_TOKENS >= len(offsets):
+            break
+        i += step
+    return out
+
+
+class SemanticIndex:
+    def __init__(self, catalog: Catalog, home: Path,
+                 log: Callable[[str], None] | None = None, threads: int = 2) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.store = VectorStore(catalog)
+        self.threads = threads
+        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.leader = LeaderLock(home / "locks" / "semantic-writer.lock")
+        self._embedder: Any = None
+        self._embedder_lock = threading.Lock()
+        self._mutex = threading.RLock()          # the in-memory indexes and maps
+        self._sync_lock = threading.Lock()       # one sync of this process at a time
+        self._indexes: dict[str, Any] = {}
+        self._key_id: dict[int, str] = {}
+        self._docs: dict[str, tuple[str, int, tuple[int, ...]]] = {}
+        self._shown = -1                         # log position the memory shows; -1: not loaded
+        self.stop_event = threading.Event()
+
+    # -- model ---------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    from .embed import Embedder
+                    self._embedder = Embedder(self.home / "models", self.threads)
+        return self._embedder
+
+    def embed_query(self, q: str) -> np.ndarray:
+        return self.embedder.embed([q])[0]
+
+    # -- memory --------------------------------------------------------------------------
+    @staticmethod
+    def _new_index():
+        from usearch.index import Index
+        return Index(ndim=384, metric="ip", dtype="f16")
+
+    def _position(self) -> int:
+        return self.catalog.followers().get(FOLLOWER, (0, 0.0))[0]
+
+    def load(self) -> None:
+        """(Re)build every workspace's index from the catalog's vectors."""
+        with self._mutex:
+            position = self._position()       # read first: later changes are re-applied
+            indexes: dict[str, Any] = {}
+            key_id: dict[int, str] = {}
+            docs: dict[str, list] = {}
+            for rows in self.store.iter_all():
+                by_ws: dict[str, list] = {}
+                for id_, ws, seq, key, vec in rows:
+                    by_ws.setdefault(ws, []).append((key, vec))
+                    key_id[int(key)] = id_
+                    entry = docs.setdefault(id_, [ws, int(seq), []])
+                    entry[2].append(int(key))
+                for ws, items in by_ws.items():
+                    index = indexes.get(ws)
+                    if index is None:
+                        index = indexes[ws] = self._new_index()
+                    keys = np.array([k for k, _ in items], dtype=np.uint64)
+                    vecs = np.frombuffer(b"".join(v for _, v in items), dtype=np.float16
+                                         ).reshape(len(items), 384)
+                    index.add(keys, vecs)
+            self._indexes, self._key_id = indexes, key_id
+            self._docs = {i: (d[0], d[1], tuple(d[2])) for i, d in docs.items()}
+            self._shown = position
+
+    def ensure_loaded(self) -> None:
+        if self._shown < 0:
+            self.load()
+
+    def _apply(self, ids: list[str]) -> None:
+        """Make the memory show the stored vectors of ``ids`` (none: removed)."""
+        with self._mutex:
+            for id_ in ids:
+                old = self._docs.pop(id_, None)
+                if old is not None:
+                    index = self._indexes.get(old[0])
+                    if index is not None:
+                        index.remove(np.array(old[2], dtype=np.uint64))
+                    for k in old[2]:
+                        self._key_id.pop(k, None)
+            fresh: dict[str, list] = {}
+            by_ws: dict[str, list] = {}
+            for id_, ws, seq, key, vec in self.store.vectors_of(ids):
+                by_ws.setdefault(ws, []).append((int(key), vec))
+                fresh.setdefault(id_, [ws, int(seq), []])[2].append(int(key))
+                self._key_id[int(key)] = id_
+            for ws, items in by_ws.items():
+                index = self._indexes.get(ws)
+                if index is None:
+                    index = self._indexes[ws] = self._new_index()
+                index.add(np.array([k for k, _ in items], dtype=np.uint64),
+                          np.frombuffer(b"".join(v for _, v in items), dtype=np.float16
+                                        ).reshape(len(items), 384))
+            for id_, (ws, seq, keys) in fresh.items():
+                self._docs[id_] = (ws, seq, tuple(keys))
+
+    def refresh(self) -> None:
+        """Show what the writer (of any process) has stored since this memory's position."""
+        if self._shown < 0:
+            self.load()
+            return
+        position = self._position()
+        if position <= self._shown:
+            return
+        if self.catalog.pruned_through() > self._shown:
+            self.load()
+            return
+        while self._shown < position:
+            rows = self.catalog.changes_after(self._shown, 5000)
+            rows = [r for r in rows if r[0] <= position]
+            if not rows:
+                break
+            self._apply(list(dict.fromkeys(r[1] for r in rows)))
+            self._shown = rows[-1][0]
+        self._shown = max(self._shown, position)
+
+    def forget_now(self, ids: list[str]) -> None:
+        """Drop ``ids`` from this process's memory at once (a delete of this process)."""
+        if self._shown < 0 or not ids:
+            return
+        with self._mutex:
+            for id_ in ids:
+                old = self._docs.pop(id_, None)
+                if old is not None and old[0] in self._indexes:
+                    self._indexes[old[0]].remove(np.array(old[2], dtype=np.uint64))
+                    for k in old[2]:
+                        self._key_id.pop(k, None)
+
+    # -- writing -------------------------------------------------------------------------
+    def _embed_resources(self, ids: list[str]) -> None:
+        """Embed and store the current state of ``ids`` (forget the gone ones)."""
+        records = self.catalog.get_many(ids)
+        gone = [i for i in ids if i not in records]
+        self.store.forget(gone)
+        stored = self.store.docs([i for i in ids if i in records])
+        todo = [records[i] for i in ids if i in records
+                and stored.get(i, (None, None, None))[1:] != (records[i].seq, MODEL_ID)]
+        if todo:
+            texts = self.catalog.extract_texts([r.id for r in todo])
+            tok = self.embedder.tokenizer
+            chunks = {r.id: chunk_resource(r, texts.get(r.id, ""), tok) for r in todo}
+            flat = [c.text for r in todo for c in chunks[r.id]]
+            started = time.monotonic()
+            vecs = self.embedder.embed(flat).astype(np.float16)
+            emit("semantic.embed", chunks=len(flat), seconds=time.monotonic() - started)
+            fault("semantic.after_embed")
+            at = 0
+            for r in todo:
+                parts = []
+                for c in chunks[r.id]:
+                    parts.append(Chunk(c.start, c.end, vecs[at].tobytes()))
+                    at += 1
+                self.store.replace(r.id, r.workspace, r.seq, MODEL_ID, parts)
+        self._apply(ids)
+
+    def sync(self, progress: Callable[[int, int], None] | None = None,
+             until: int | None = None) -> int:
+        """Apply the change log past the follower's position (the elected writer only);
+        returns how many changes were applied."""
+        if not self.leader.try_acquire():
+            self.refresh()
+            return 0
+        try:
+            with self._sync_lock:
+                self.ensure_loaded()
+                followers = self.catalog.followers()
+                if FOLLOWER not in followers or RECONCILE_FOLLOWER in followers or \
+                        followers[FOLLOWER][0] < self.catalog.pruned_through():
+                    return self.reconcile(progress)
+                position = followers[FOLLOWER][0]
+                done = 0
+                while not self.stop_event.is_set():
+                    rows = self.catalog.changes_after(position, BATCH_CHANGES)
+                    if not rows:
+                        break
+                    self._embed_resources(list(dict.fromkeys(r[1] for r in rows)))
+                    position = rows[-1][0]
+                    self.catalog.set_follower(FOLLOWER, position)
+                    fault("semantic.after_position")
+                    with self._mutex:
+                        self._shown = max(self._shown, position)
+                    done += len(rows)
+                    if until is not None and position >= until:
+                        break
+                return done
+        finally:
+            self.leader.release()
+
+    def reconcile(self, progress: Callable[[int, int], None] | None = None,
+                  clear: bool = False) -> int:
+        """Embed every resource whose vectors are missing or stale, forget vectors whose
+        resource is gone, then follow the log from where it stood at the start."""
+        start = self.catalog.head()
+        self.catalog.set_follower(RECONCILE_FOLLOWER, start)   # the log is kept from here
+        if clear:
+            self.store.clear()
+            self.load()
+        _, orphans = self.store.orphans(limit=10**9)
+        self.store.forget(orphans)
+        self._apply(orphans)
+        total = self.store.pending_all(MODEL_ID)
+        done = 0
+        after = ""
+        while not self.stop_event.is_set():
+            ids = self.store.stale_ids(MODEL_ID, after, batch=BATCH_CHANGES)
+            if not ids:
+                break
+            self._embed_resources(ids)
+            after = ids[-1]
+            done += len(ids)
+            if progress is not None:
+                progress(done, max(total, done))
+        if self.stop_event.is_set():
+            return done
+        self.catalog.set_follower(FOLLOWER, start)
+        self.catalog.drop_follower(RECONCILE_FOLLOWER)
+        with self._mutex:
+            self._shown = max(self._shown, start)
+        return done
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-embed everything (``resources reindex --semantic``)."""
+        if not self.leader.try_acquire():
+            from storage.errors import IndexBusy
+            raise IndexBusy("another process is embedding (a running serve): stop it or "
+                            "retry when it is done")
+        try:
+            with self._sync_lock:
+                return self.reconcile(progress, clear=True)
+        finally:
+            self.leader.release()
+
+    # -- reading -------------------------------------------------------------------------
+    def size(self, workspace: str) -> int:
+        index = self._indexes.get(workspace)
+        return len(index) if index is not None else 0
+
+    def pending(self, workspace: str) -> int:
+        return self.store.pending(workspace, MODEL_ID)
+
+    def nearest_chunks(self, workspace: str, qvec: np.ndarray, count: int,
+                       exact: bool = False) -> list[tuple[str, int, float]]:
+        """(id, key, similarity) of the ``count`` nearest chunks, best first."""
+        with self._mutex:
+            index = self._indexes.get(workspace)
+            if index is None or len(index) == 0:
+                return []
+            matches = index.search(qvec.astype(np.float32), min(count, len(index)),
+                                   exact=exact)
+            out = []
+            for key, dist in zip(matches.keys, matches.distances):
+                id_ = self._key_id.get(int(key))
+                if id_ is not None:
+                    out.append((id_, int(key), 1.0 - float(dist)))
+            return out
+
+    def scan(self, ids: list[str], qvec: np.ndarray) -> list[tuple[str, int, float]]:
+        """Exact: the best chunk of each of ``ids`` (embedded ones), best first."""
+        with self._mutex:
+            by_ws: dict[str, list[int]] = {}
+            for id_ in ids:
+                doc = self._docs.get(id_)
+                if doc is None:
+                    continue
+                by_ws.setdefault(doc[0], []).extend(doc[2])
+            results: list[tuple[str, int, float]] = []
+            for ws, ks in by_ws.items():
+                vecs = np.asarray(self._indexes[ws].get(np.array(ks, dtype=np.uint64)),
+                                  dtype=np.float32).reshape(len(ks), -1)
+                sims = vecs @ qvec.astype(np.float32)
+                results.extend((self._key_id[k], k, float(s)) for k, s in zip(ks, sims))
+        return _best_per_doc(sorted(results, key=lambda r: -r[2]))
+
+    def doc_seq(self, id_: str) -> int | None:
+        doc = self._docs.get(id_)
+        return doc[1] if doc else None
+
+    def snippet(self, key: int, text: str) -> str:
+        spans = self.store.spans([key])
+        if key not in spans:
+            return ""
+        _, start, end = spans[key]
+        piece = text[start:min(end, start + SNIPPET_CHARS)]
+        return html.escape(piece)
+
+    def status(self) -> dict[str, Any]:
+        followers = self.catalog.followers()
+        position = followers.get(FOLLOWER, (0, 0.0))[0]
+        docs, chunks = self.store.counts()
+        return {"position": position, "behind": max(self.catalog.head() - position, 0),
+                "documents": docs, "chunks": chunks, "writer": self.leader.held}
+
+
+def _best_per_doc(chunks: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+    seen: set[str] = set()
+    out = []
+    for id_, key, sim in chunks:
+        if id_ not in seen:
+            seen.add(id_)
+            out.append((id_, key, sim))
+    return out
+
+
+def rank(sem: SemanticIndex, qvec: np.ndarray, workspace: str, want: int,
+         allowed_count: int, allowed_all: Callable[[], list[str]],
+         allowed_among: Callable[[list[str]], set[str]]) -> list[tuple[str, int, float]]:
+    """The ``want`` best documents (id, best chunk key, similarity) that pass the filters.
+
+    ``allowed_count`` is how many documents the filters select; when few, their vectors
+    are scanned exactly (``allowed_all`` lists them). Otherwise the nearest chunks are
+    fetched, kept when ``allowed_among`` says their document passes, and the fetch grows
+    (x4) until ``want`` documents pass or every chunk of the workspace was looked at
+    (then exactly)."""
+    if allowed_count == 0 or want <= 0:
+        return []
+    if allowed_count <= EXACT_SCAN_MAX:
+        return sem.scan(allowed_all(), qvec)[:want]
+    total = sem.size(workspace)
+    count = min(max(want * 4, 64), total)
+    while True:
+        exact = count >= total // 2
+        if exact:
+            count = total
+        docs = _best_per_doc(sem.nearest_chunks(workspace, qvec, count, exact=exact))
+        ok = allowed_among([d[0] for d in docs])
+        passed = [d for d in docs if d[0] in ok]
+        if len(passed) >= want or count >= total:
+            return passed[:want]
+        count = min(count * 4, total)
+
+
+def rrf(lists: list[list[str]], k: int = 60, weights: list[float] | None = None
+        ) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum_i w_i / (k + rank_i(d)), ranks from 1.
+    Ties go to the document ranked higher in the first list (the lexical one)."""
+    weights = weights or [1.0] * len(lists)
+    scores: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for w, ids in zip(weights, lists):
+        for rank_, id_ in enumerate(ids, start=1):
+            scores[id_] = scores.get(id_, 0.0) + w / (k + rank_)
+    for rank_, id_ in enumerate(lists[0] if lists else []):
+        first.setdefault(id_, rank_)
+    big = 1 << 30
+    return sorted(scores.items(), key=lambda kv: (-kv[1], first.get(kv[0], big)))
