@@ -134,8 +134,13 @@ class SemanticIndex:
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    from .embed import Embedder
-                    self._embedder = Embedder(self.home / "models", self.threads)
+                    from storage.errors import NotEnabled
+
+                    from .embed import Embedder, ModelMissing
+                    try:
+                        self._embedder = Embedder(self.home / "models", self.threads)
+                    except ModelMissing as exc:
+                        raise NotEnabled(f"semantic search is unavailable: {exc}") from None
         return self._embedder
 
     def embed_query(self, q: str) -> np.ndarray:
@@ -456,3 +461,55 @@ def rrf(lists: list[list[str]], k: int = 60, weights: list[float] | None = None
         first.setdefault(id_, rank_)
     big = 1 << 30
     return sorted(scores.items(), key=lambda kv: (-kv[1], first.get(kv[0], big)))
+
+
+class SemanticFollower:
+    """The embedder of `serve`: a background thread that keeps the vectors at the head of
+    the change log (when it holds the writer lock) or this process's memory at the
+    writer's position (when another process embeds). Never on a request's path: a write
+    only nudges it."""
+
+    def __init__(self, sem: SemanticIndex, poll: float = 0.5, elect_every: float = 2.0,
+                 lead: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.sem = sem
+        self.poll = poll
+        self.elect_every = elect_every
+        self.lead = lead
+        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="semantic-follower",
+                                        daemon=True)
+
+    def start(self) -> "SemanticFollower":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.sem.stop_event.set()
+        self._wake.set()
+        self._thread.join(30)
+        self.sem.leader.keep = False
+        self.sem.leader.release(force=True)
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        next_election = 0.0
+        stop = self.sem.stop_event
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                if self.lead and not self.sem.leader.held and now >= next_election:
+                    next_election = now + self.elect_every
+                    if self.sem.leader.try_acquire():
+                        self.sem.leader.keep = True
+                if self.sem.leader.held:
+                    self.sem.sync()
+                else:
+                    self.sem.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep following, say why
+                self._log(f"semantic follower: {exc!r}")
+                stop.wait(2.0)
+            self._wake.wait(self.poll)
+            self._wake.clear()

@@ -227,16 +227,23 @@ async def search(request: Request) -> Response:
     ranked = q.strip() not in ("", "*")
     params = filter_params(request)
 
-    def fetch(n: int, cursor: str | None, off: int | None) -> Page:
-        return service.search(ws, q, params, n, cursor, keyword_mode, off)
+    ran: list[str] = []
 
+    def fetch(n: int, cursor: str | None, off: int | None) -> Page:
+        page = service.search(ws, q, params, n, cursor, keyword_mode, off, mode)
+        ran.append(page.mode or "lexical")
+        if page.semantic_pending is not None:
+            pending.append(page.semantic_pending)
+        return page
+
+    pending: list[int] = []
     body = await run_in_threadpool(collect, fetch, limit, offset, qp.get("cursor"), ranked,
                                    base_url(request))
-    body["mode"] = "lexical"
+    # What ran: a browse without words is lexical whatever was asked.
+    body["mode"] = ran[-1] if ran else ("lexical" if not ranked else mode)
     body["keywordMode"] = keyword_mode
-    if mode != "lexical":
-        body["requestedMode"] = mode
-        body["modeNote"] = f"{mode} search is not available yet: answered with lexical search"
+    if pending:
+        body["semanticPending"] = pending[-1]
     return JSONResponse(body)
 
 
@@ -491,6 +498,8 @@ def _paths() -> dict[str, Any]:
             "properties": {"items": {"type": "array", "items": item_schema},
                            "total": integer, "limit": integer, "offset": integer,
                            "nextCursor": ns, "mode": s,
+                           "semanticPending": {"type": "integer", "description":
+                                               "resources not embedded yet (semantic, hybrid)"},
                            "totalRelation": {"type": "string", "enum": ["eq", "gte"],
                                              "description": "gte: total is a lower bound "
                                              "(past 10,000 matches without exact-total=true)"}}}
@@ -545,7 +554,8 @@ def _paths() -> dict[str, Any]:
         "/api/resources/search": {"get": op("search", [
             _q("q", "Words, \"phrases\", AND/OR/-, field:value"),
             _q("content-sources", "Comma list of file,result"), *filters,
-            _q("mode", "lexical, hybrid or semantic (answered lexically for now)",
+            _q("mode", "lexical (default), hybrid or semantic; 501 where semantic search "
+                       "is turned off",
                schema={"type": "string", "enum": list(SEARCH_MODES)}),
             _q("keyword-mode", "all, any or balanced (default)",
                schema={"type": "string", "enum": ["all", "any", "balanced"]}),

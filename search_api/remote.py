@@ -177,9 +177,9 @@ class RemoteApi:
         return self._json("GET", self._ws("/resources"), params=self._params(params, limit, cursor))
 
     def search(self, q: str, params: dict, limit: Any, cursor: str | None,
-               keyword_mode: str = "all") -> dict:
+               keyword_mode: str = "all", mode: str = "lexical") -> dict:
         return self._json("GET", self._ws("/resources/search"),
-                          params=[("q", q), ("keyword-mode", keyword_mode),
+                          params=[("q", q), ("keyword-mode", keyword_mode), ("mode", mode),
                                   *self._params(params, limit, cursor)])
 
     def delete(self, uri: str) -> dict:

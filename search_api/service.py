@@ -419,6 +419,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if self._batch_depth:
             return
         explicit = wait is not None
+        if self.semantic_follower is not None:
+            self.semantic_follower.nudge()      # embeds in the background, never here
         if not (self.wait_default if wait is None else wait):
             if self.follower is not None:
                 self.follower.nudge()
@@ -507,9 +509,18 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         threshold; default no: beyond 10,000 the total is a lower bound with
         ``total_relation`` "gte"), ``facets`` (names or ``all``: counts per value in one
         aggregation, ``Page.facets``) and ``facet-size``. None of them changes which
-        items come back, so cursors do not depend on them."""
+        items come back, so cursors do not depend on them.
+
+        ``mode`` (or ``params["mode"]``): lexical (default), semantic or hybrid
+        (``_ranked_by_meaning``; docs/search.md)."""
         check_workspace(workspace)
         params = params or {}
+        mode = mode or params.get("mode") or "lexical"
+        if mode not in SEARCH_MODES:
+            raise InvalidSpec(f"mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
+        if mode != "lexical" and not self.settings.semantic:
+            raise NotEnabled(f"mode={mode} needs semantic search, which this deployment "
+                             f"turned off (RESOURCES_SEMANTIC=off): use mode=lexical")
         filters = Filters.from_params(params)
         exact_total = parse_flag(params.get("exact-total"), "exact-total")
         facet_names = parse_facets(params.get("facets"))
@@ -586,6 +597,21 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                     from indexer.semantic import SemanticIndex
                     self._semantic = SemanticIndex(self.catalog, self.settings.home, self.log)
         return self._semantic
+
+    def start_semantic_follower(self, lead: bool = True) -> Any:
+        """Start embedding in the background (serve); None when semantic search is off
+        or the model is not installed (then semantic searches answer 501)."""
+        if not self.settings.semantic:
+            return None
+        from indexer.embed import ModelMissing, model_dir
+        from indexer.semantic import SemanticFollower
+        try:
+            model_dir()
+        except ModelMissing as exc:
+            self.log(f"semantic search unavailable: {exc}")
+            return None
+        self.semantic_follower = SemanticFollower(self.semantic, lead=lead, log=self.log).start()
+        return self.semantic_follower
 
     def _ranked_by_meaning(self, workspace: str, q: str, text_query: Any, filters: Filters,
                            mode: str, keyword_mode: str, limit: int, cursor: str | None,
@@ -703,6 +729,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     def delete(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
         res = self.get(workspace, uri)
         self.lifecycle.delete([res])
+        if self._semantic is not None:
+            self._semantic.forget_now([res.id])    # this process's vectors, at once
         self._index_now(wait)
         return res
 

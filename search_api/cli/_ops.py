@@ -192,9 +192,12 @@ def _print_doctor(report: dict) -> None:
 
 
 @click.command()
+@click.option("--semantic", is_flag=True,
+              help="Rebuild the embedding vectors of semantic search instead (every "
+                   "resource re-embedded by the local model; stop a running serve first).")
 @format_option
 @run
-def reindex(api) -> dict:
+def reindex(api, semantic: bool) -> dict:
     """Rebuild the search index from the catalog and swap it in atomically."""
     from tqdm import tqdm
     bar = tqdm(total=0, unit="res", disable=not sys.stderr.isatty(), file=sys.stderr)
@@ -203,6 +206,10 @@ def reindex(api) -> dict:
         bar.total = total
         bar.n = done
         bar.refresh()
+    if semantic:
+        count = api.service.semantic.rebuild(progress)
+        bar.close()
+        return {"data": {"embedded": count}, "meta": {}}
     count = api.service.reindex(progress)
     bar.close()
     return {"data": {"reindexed": count}, "meta": {}}
