@@ -198,6 +198,11 @@ class Embedder:
         directory = model_dir()
         self.graph_path = ensure_graph(cache_dir, directory)
         self.tokenizer = load_tokenizer(directory)
+        #: The same vocabulary without truncation or padding: cuts texts into windows.
+        from tokenizers import Tokenizer
+        self.splitter = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.splitter.no_truncation()
+        self.splitter.no_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

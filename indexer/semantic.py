@@ -32,6 +32,7 @@ is never returned, whatever the follower has done yet.
 from __future__ import annotations
 
 import html
+import re
 import sys
 import threading
 import time
@@ -77,9 +78,15 @@ class ChunkText:
     text: str            # what is embedded: context + the window
 
 
+_ID_SEGMENT = re.compile(r"^[0-9a-f]{16,}$|^_$")
+
+
 def context_of(res: Resource) -> str:
+    """Display name and path: the path without generated segments (hex ids, ``_``),
+    which only cost tokens and mean nothing to the model."""
     name = res.display_name or res.filename or ""
-    return f"{name} ({res.path})" if res.path else name
+    path = "/".join(s for s in (res.path or "").split("/") if not _ID_SEGMENT.match(s))
+    return f"{name} ({path})" if path else name
 
 
 def chunk_resource(res: Resource, extracted: str, tokenizer) -> list[ChunkText]:
@@ -149,6 +156,9 @@ class SemanticIndex:
     # -- memory --------------------------------------------------------------------------
     @staticmethod
     def _new_index():
+        # onnxruntime must be loaded before usearch: `import usearch.index` first, then
+        # `import onnxruntime`, segfaults (usearch 2.26.6, onnxruntime 1.2x wheels, here).
+        import onnxruntime  # noqa: F401
         from usearch.index import Index
         return Index(ndim=384, metric="ip", dtype="f16")
 
@@ -255,7 +265,7 @@ class SemanticIndex:
                 and stored.get(i, (None, None, None))[1:] != (records[i].seq, MODEL_ID)]
         if todo:
             texts = self.catalog.extract_texts([r.id for r in todo])
-            tok = self.embedder.tokenizer
+            tok = self.embedder.splitter
             chunks = {r.id: chunk_resource(r, texts.get(r.id, ""), tok) for r in todo}
             flat = [c.text for r in todo for c in chunks[r.id]]
             started = time.monotonic()
@@ -280,7 +290,9 @@ class SemanticIndex:
             return 0
         try:
             with self._sync_lock:
-                self.ensure_loaded()
+                # First show what another (perhaps killed) writer stored since this
+                # memory's position: it is behind the stored position, never re-read.
+                self.refresh()
                 followers = self.catalog.followers()
                 if FOLLOWER not in followers or RECONCILE_FOLLOWER in followers or \
                         followers[FOLLOWER][0] < self.catalog.pruned_through():
@@ -332,8 +344,7 @@ class SemanticIndex:
             return done
         self.catalog.set_follower(FOLLOWER, start)
         self.catalog.drop_follower(RECONCILE_FOLLOWER)
-        with self._mutex:
-            self._shown = max(self._shown, start)
+        self.load()       # what earlier, interrupted reconciles stored is shown too
         return done
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
