@@ -331,3 +331,42 @@ def test_doctor_reports_vectors_and_reindex_semantic_rebuilds(corpus):
     assert doctor.semantic_report(svc)["orphan-vectors"] == 1
     assert doctor.semantic_report(svc, do_repair=True)["orphan-vectors"] == 0
     json.dumps(report)
+
+
+# -- serve: embedding in the background ------------------------------------------------------
+def test_serve_embeds_in_the_background_and_answers_every_mode(tmp_path, graph_cache):
+    import time
+
+    import httpx
+    from server import start_server, stop_server, upload
+    semantic_home(tmp_path / "srv" / "home", graph_cache)
+    server = start_server(tmp_path / "srv", extra_env={"RESOURCES_SEMANTIC": "on",
+                                                       "RESOURCES_WRITE_ACK": "durable"})
+    try:
+        with httpx.Client(base_url=server.base, timeout=30, headers={
+                "Authorization": f"Bearer {server.keys['admin']}"}) as c:
+            started = time.monotonic()
+            for name in ("bill", "cat", "car"):
+                r = upload(c, CORPUS[name][2].encode(), {"filename": f"{name[:1]}x.txt"})
+                assert r.status_code == 201, r.text
+            # acknowledged at durability, before any embedding: never on the write path
+            assert time.monotonic() - started < 5
+            deadline = time.monotonic() + 60
+            while True:
+                r = c.get("/v1/ws-acme/resources/search",
+                          params={"q": "the unpaid bill", "mode": "semantic"})
+                assert r.status_code == 200, r.text
+                meta = r.json()["meta"]
+                if meta["semantic-pending"] == 0 and r.json()["data"]["items"]:
+                    break
+                assert time.monotonic() < deadline, meta
+                time.sleep(0.3)
+            assert meta["mode"] == "semantic"
+            assert r.json()["data"]["items"][0]["filename"] == "bx.txt"
+            r = c.get("/v1/ws-acme/resources/search", params={"q": "brake", "mode": "hybrid"})
+            assert r.json()["meta"]["mode"] == "hybrid"
+            assert r.json()["data"]["items"][0]["filename"] == "cx.txt"
+            r = c.get("/v1/ws-acme/resources/search", params={"q": "x", "mode": "fuzzy"})
+            assert r.status_code == 400 and "mode must be one of" in r.text
+    finally:
+        stop_server(server)
