@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
+from indexer.filterspec import SEARCH_MODES
 from indexer.query import parse_limit
 from storage.clock import rfc3339
 from storage.errors import translate_unexpected
@@ -45,7 +46,6 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_LIMIT = 10
 #: Deepest offset a list or search may ask for (walking further is a cursor's job).
 MAX_OFFSET = 10_000
-SEARCH_MODES = ("lexical", "hybrid", "semantic")
 #: The fields of a list/search item, in the CLI's spelling.
 ITEM_FIELDS = ("uri", "type", "displayName", "filename", "contentType", "sizeBytes", "score",
                "snippet", "tags", "sourceLabel", "flowSlug", "workflowId", "stepId",
@@ -561,7 +561,8 @@ def _paths() -> dict[str, Any]:
                schema={"type": "string", "enum": ["all", "any", "balanced"]}),
             _q("limit", "Page size 1..100 (default 10)",
                schema={"type": "integer", "minimum": 1, "maximum": 100}), offset, cursor],
-            {"200": ok(page)})},
+            {"200": ok(page), "501": _err("mode=semantic or hybrid where semantic search "
+                                          "is turned off (RESOURCES_SEMANTIC=off)")})},
         "/api/resources/by-uri": {"get": op("get", [uri], {"200": ok(rec)})},
         "/api/resources/content": {"get": op("read", [
             uri, _q("view", "Display hint (ignored)"), _q("limit", "Display hint (ignored)"),
