@@ -62,8 +62,9 @@ MAX_CHUNKS = 16
 MAX_CHARS = 60_000
 #: Change-log rows per durable step of the follower (a kill -9 redoes at most this).
 BATCH_CHANGES = 8
-#: Filters selecting at most this many documents are ranked by an exact scan of them.
-EXACT_SCAN_MAX = 5_000
+#: Filters selecting at most this many documents, and under a quarter of the workspace,
+#: are ranked by an exact scan of them (else the nearest chunks are over-fetched).
+EXACT_SCAN_MAX = 2_000
 MODEL_ID = "all-MiniLM-L6-v2/1"
 #: Hybrid: reciprocal rank fusion's k, and how deep each list goes (at least).
 RRF_K = 60
@@ -442,10 +443,12 @@ def rank(sem: SemanticIndex, qvec: np.ndarray, workspace: str, want: int,
     (then exactly)."""
     if allowed_count == 0 or want <= 0:
         return []
-    if allowed_count <= EXACT_SCAN_MAX:
-        return sem.scan(allowed_all(), qvec)[:want]
     total = sem.size(workspace)
-    count = min(max(want * 4, 64), total)
+    if allowed_count <= EXACT_SCAN_MAX and allowed_count * 4 < total:
+        return sem.scan(allowed_all(), qvec)
+    # a filter passing a share s of the workspace needs ~1/s times the chunks
+    share = max(allowed_count / max(total, 1), 1e-3)
+    count = min(max(int(want * 2 / min(share, 1.0)), 64), total)
     while True:
         exact = count >= total // 2
         if exact:
@@ -524,3 +527,21 @@ class SemanticFollower:
                 stop.wait(2.0)
             self._wake.wait(self.poll)
             self._wake.clear()
+
+
+#: English function words left out of hybrid's lexical side (keyword-mode any/balanced).
+STOP_WORDS = frozenset("""a an and are as at be been but by can did do does for from had has
+have how i if in into is it its me my no not of on or our so than that the their them
+then there these they this to up was we were what when where which who why will with
+you your""".split())
+_SYNTAX = re.compile(r'["():+\-*^~]|\b(AND|OR|NOT)\b')
+
+
+def lexical_side(index, q: str, text_query, keyword_mode: str):
+    """The BM25 query of a hybrid search: ``text_query`` as is for keyword-mode all or
+    any query syntax; otherwise the plain words without stop words (None: none left)."""
+    if keyword_mode == "all" or _SYNTAX.search(q):
+        return text_query
+    from .query import parse_text
+    words = [w for w in q.split() if w.lower().strip(".,;!?") not in STOP_WORDS]
+    return parse_text(index, " ".join(words), keyword_mode) if words else None

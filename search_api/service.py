@@ -621,7 +621,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         top-N and the vector top-N, N = max(50, what the page needs). Every filter is
         the lexical search's own Tantivy query (indexer.semantic.rank); a resource whose
         record is gone or changed since its vectors were made is never returned."""
-        from indexer.semantic import HYBRID_DEPTH, RRF_K, rank, rrf
+        from indexer.semantic import HYBRID_DEPTH, RRF_K, lexical_side, rank, rrf
         if filters.sort not in (None, "relevance"):
             raise InvalidSpec(f"sort={filters.sort} applies to lexical search; {mode} "
                               f"search ranks by meaning (sort=relevance)")
@@ -680,16 +680,20 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if mode == "semantic":
             ranked = [(v[0], v[2]) for v in vector]
         else:
-            lexical = self.index.search(workspace, text_query, filters, now, depth,
-                                        snippets=False, searcher=searcher)
-            ranked = rrf([[h.id for h in lexical.hits], [v[0] for v in vector]], k=RRF_K)
-            lexical_ids = {h.id for h in lexical.hits}
+            # The lexical side without stop words: with keyword-mode any or balanced,
+            # "the" and "of" would fill the BM25 list with noise that fusion then trusts.
+            lex_query = lexical_side(self.index._current(), q, text_query, keyword_mode)
+            hits = [] if lex_query is None else self.index.search(
+                workspace, lex_query, filters, now, depth, snippets=False,
+                searcher=searcher).hits
+            ranked = rrf([[h.id for h in hits], [v[0] for v in vector]], k=RRF_K)
+            lexical_ids = {h.id for h in hits}
         page_ids = [i for i, _ in ranked[start:start + limit]]
         records.update(self.catalog.get_many([i for i in page_ids if i not in records]))
         page_ids = [i for i in page_ids if i in records]
         if mode == "hybrid":
             lexical_snippets = self.index.snippets_for(
-                searcher, text_query, [i for i in page_ids if i in lexical_ids])
+                searcher, lex_query, [i for i in page_ids if i in lexical_ids])
         texts = self.catalog.extract_texts([i for i in page_ids if i not in lexical_snippets
                                             and i in chunk_of])
         snippets = {}
