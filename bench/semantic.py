@@ -28,7 +28,6 @@ import math
 import random
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .common import DEFAULT_DATA, REPO, log, measure, rss_mb, summarize
+from . import report
 from .report import loadavg, now_iso
 from .semantic_quality import EXACT, PAIRS
 
@@ -278,16 +278,6 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"<!-- bench:semantic:start -->.*?<!-- bench:semantic:end -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.semantic", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         out = json.loads(raw.read_text())
     else:
-        out = {"started": now_iso(), "load_start": loadavg(), "git": _git()}
+        out = {"started": now_iso(), "load_start": loadavg(), "git": report.git_short(REPO)}
         log("semantic: quality set")
         out["quality"], qsvc, _ = quality(data)
         base = np.stack([qsvc.semantic.embed_query(d) for d, _ in [*PAIRS, *EXACT]])
@@ -322,15 +312,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{out['sizes'][-1]['recall20']:.3f}")
         out["load_end"] = loadavg()
         raw.write_text(json.dumps(out, indent=2))
-    write_section(Path(args.results), render(out))
-
-
-def _git() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    report.write_marked_section(Path(args.results), "semantic", render(out))
 
 
 if __name__ == "__main__":

@@ -366,7 +366,18 @@ class SemanticIndex:
         return len(index) if index is not None else 0
 
     def pending(self, workspace: str) -> int:
-        return self.store.pending(workspace, MODEL_ID)
+        """Resources of ``workspace`` not embedded yet (or changed since)."""
+        followers = self.catalog.followers()
+        if FOLLOWER not in followers or RECONCILE_FOLLOWER in followers:
+            return self.store.pending(workspace, MODEL_ID)
+        return self.store.pending_after(workspace, MODEL_ID, followers[FOLLOWER][0])
+
+    def current(self, ids: list[str], workspace: str) -> set[str]:
+        """Of ``ids``, those whose record exists in ``workspace`` with the seq its
+        vectors were made from (deleted or replaced since: left out)."""
+        seqs = self.store.record_seqs(ids)
+        return {i for i, (ws, seq) in seqs.items()
+                if ws == workspace and seq == self.doc_seq(i)}
 
     def nearest_chunks(self, workspace: str, qvec: np.ndarray, count: int,
                        exact: bool = False) -> list[tuple[str, int, float]]:
@@ -405,13 +416,15 @@ class SemanticIndex:
         doc = self._docs.get(id_)
         return doc[1] if doc else None
 
-    def snippet(self, key: int, text: str) -> str:
-        spans = self.store.spans([key])
-        if key not in spans:
-            return ""
-        _, start, end = spans[key]
-        piece = text[start:min(end, start + SNIPPET_CHARS)]
-        return html.escape(piece)
+    def snippets(self, chunks: dict[str, tuple[int, str]]) -> dict[str, str]:
+        """id -> the escaped start of its best chunk, from (chunk key, indexed text)."""
+        spans = self.store.spans([k for k, _ in chunks.values()])
+        out = {}
+        for id_, (key, text) in chunks.items():
+            if key in spans:
+                _, start, end = spans[key]
+                out[id_] = html.escape(text[start:min(end, start + SNIPPET_CHARS)])
+        return out
 
     def status(self) -> dict[str, Any]:
         followers = self.catalog.followers()

@@ -644,14 +644,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         searcher = self.index.searcher()
         fq = self.index.query(workspace, None, filters, now, searcher)
         allowed_count = int(searcher.search(fq, 1, count=True).count or 0)
-        records: dict[str, Resource] = {}
-
         def current(ids: list[str]) -> set[str]:
-            """Of ``ids``, those whose record exists and matches its vectors."""
-            missing = [i for i in ids if i not in records]
-            records.update(self.catalog.get_many(missing))
-            return {i for i in ids if i in records and records[i].workspace == workspace
-                    and records[i].seq == sem.doc_seq(i)}
+            return sem.current(ids, workspace)
 
         def allowed_among(ids: list[str]) -> set[str]:
             return current(list(set(self.index.ids_matching(fq, searcher, among=ids))))
@@ -689,20 +683,17 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
             ranked = rrf([[h.id for h in hits], [v[0] for v in vector]], k=RRF_K)
             lexical_ids = {h.id for h in hits}
         page_ids = [i for i, _ in ranked[start:start + limit]]
-        records.update(self.catalog.get_many([i for i in page_ids if i not in records]))
+        records = self.catalog.get_many(page_ids)
         page_ids = [i for i in page_ids if i in records]
         if mode == "hybrid":
             lexical_snippets = self.index.snippets_for(
                 searcher, lex_query, [i for i in page_ids if i in lexical_ids])
         texts = self.catalog.extract_texts([i for i in page_ids if i not in lexical_snippets
                                             and i in chunk_of])
-        snippets = {}
-        for i in page_ids:
-            snippet = lexical_snippets.get(i, "")
-            if "<b>" not in snippet and i in chunk_of:
-                content, _ = effective_content(records[i], texts.get(i, ""))
-                snippet = sem.snippet(chunk_of[i], content) or snippet
-            snippets[i] = snippet
+        from_chunks = sem.snippets({
+            i: (chunk_of[i], effective_content(records[i], texts.get(i, ""))[0])
+            for i in page_ids if i in chunk_of and "<b>" not in lexical_snippets.get(i, "")})
+        snippets = {i: from_chunks.get(i) or lexical_snippets.get(i, "") for i in page_ids}
         emit("search.semantic", mode=mode, seconds=time.monotonic() - started)
         next_cursor = None
         if len(ranked) > start + limit and start + 2 * limit <= MAX_RESULT_WINDOW:

@@ -139,11 +139,31 @@ class VectorStore:
 
     def pending(self, workspace: str, model: str) -> int:
         """Resources of ``workspace`` without current vectors (not embedded yet, or
-        changed since)."""
+        changed since): a count over the whole workspace (doctor, a reconcile)."""
         return int(self.conn.execute(
             "SELECT COUNT(*) FROM resources r LEFT JOIN vector_docs d ON d.id = r.id "
             "WHERE r.workspace = ? AND (d.id IS NULL OR d.seq != r.seq OR d.model != ?)",
             (workspace, model)).fetchone()[0])
+
+    def pending_after(self, workspace: str, model: str, position: int) -> int:
+        """The same count when every change up to ``position`` is embedded: only the
+        resources changed since (cost in proportion to the backlog, not the workspace)."""
+        return int(self.conn.execute(
+            "SELECT COUNT(DISTINCT r.id) FROM changes c JOIN resources r ON r.id = c.resource_id "
+            "LEFT JOIN vector_docs d ON d.id = r.id WHERE c.pos > ? AND r.workspace = ? "
+            "AND (d.id IS NULL OR d.seq != r.seq OR d.model != ?)",
+            (position, workspace, model)).fetchone()[0])
+
+    def record_seqs(self, ids: list[str]) -> dict[str, tuple[str, int]]:
+        """id -> (workspace, seq) of the records that exist among ``ids`` (the check of
+        every semantic candidate: gone or changed since its vectors, never returned)."""
+        out: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = (f"SELECT id, workspace, seq FROM resources "
+                 f"WHERE id IN ({','.join('?' * len(part))})")
+            out.update({r[0]: (r[1], int(r[2])) for r in self.conn.execute(q, part)})
+        return out
 
     def pending_all(self, model: str) -> int:
         """Resources of every workspace without current vectors."""
