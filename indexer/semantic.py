@@ -384,7 +384,7 @@ class SemanticIndex:
         """(id, key, similarity) of the ``count`` nearest chunks, best first."""
         with self._mutex:
             index = self._indexes.get(workspace)
-            if index is None or len(index) == 0:
+            if index is None or len(index) == 0 or count <= 0:
                 return []
             matches = index.search(qvec.astype(np.float32), min(count, len(index)),
                                    exact=exact)
@@ -457,6 +457,8 @@ def rank(sem: SemanticIndex, qvec: np.ndarray, workspace: str, want: int,
     if allowed_count == 0 or want <= 0:
         return []
     total = sem.size(workspace)
+    if total == 0:
+        return []           # nothing embedded in this workspace yet
     if allowed_count <= EXACT_SCAN_MAX and allowed_count * 4 < total:
         return sem.scan(allowed_all(), qvec)
     # a filter passing a share s of the workspace needs ~1/s times the chunks
