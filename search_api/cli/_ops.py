@@ -101,8 +101,9 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
 
 @click.command()
 def indexer() -> None:
-    """Run only the index follower on the data home (for a deployment that serves the
-    API with `serve --no-indexer`): applies the change log, one writer at a time."""
+    """Run only the index followers on the data home (for a deployment that serves the
+    API with `serve --no-indexer`): applies the change log to the search index and, with
+    semantic search on, embeds changed resources; one writer of each at a time."""
     import signal
     import threading
 
@@ -112,11 +113,14 @@ def indexer() -> None:
     from ..service import ResourceService
     service = ResourceService(Settings.from_env(config().home))
     follower = IndexFollower(service.index, log=service.log).start()
+    embedder = service.start_semantic_follower()     # the embedding follower too
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     while not done.wait(1.0):
         pass
+    if embedder is not None:
+        embedder.stop()
     follower.stop()
     service.close()
 
