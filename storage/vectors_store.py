@@ -127,6 +127,19 @@ class VectorStore:
             yield rows
             last = rows[-1][3]
 
+    def iter_keys(self, batch: int = 20000) -> Iterator[list[tuple[str, str, int, int]]]:
+        """Every chunk's (id, workspace, seq, key), without the vectors, by key."""
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT c.id, d.workspace, d.seq, c.key FROM vector_chunks c "
+                "JOIN vector_docs d ON d.id = c.id WHERE c.key > ? ORDER BY c.key LIMIT ?",
+                (last, batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][3]
+
     def spans(self, keys: list[int]) -> dict[int, tuple[str, int, int]]:
         """key -> (id, start, end) of each chunk (the snippet's place in the text)."""
         out: dict[int, tuple[str, int, int]] = {}

@@ -230,6 +230,35 @@ def test_a_deleted_resource_leaves_semantic_results_at_once(corpus, tmp_path):
     assert svc.semantic.doc_seq(res.id) is None
 
 
+def test_a_new_process_loads_the_saved_index_and_applies_the_log_since(tmp_path, graph_cache):
+    settings = semantic_home(tmp_path / "home", graph_cache)
+    svc = ResourceService(settings, log=lambda m: None)
+    try:
+        keep = svc.persist(WS, {"filename": "k.txt"}, CORPUS["cat"][2].encode()).resource
+        gone = svc.persist(WS, {"filename": "g.txt"}, CORPUS["bill"][2].encode()).resource
+        svc.semantic.sync()
+        assert (settings.home / "vectors" / "manifest.json").exists()   # saved by the sync
+        # after the files were written: one deleted, one added (not embedded by anyone)
+        svc.delete(WS, gone.uri)
+        new = svc.persist(WS, {"filename": "n.txt"}, CORPUS["car"][2].encode()).resource
+    finally:
+        svc.close()
+    again = ResourceService(settings, log=lambda m: None)
+    try:
+        sem = again.semantic
+        again.semantic_follower = object()      # no catch-up: what the files + log show
+        sem.ensure_loaded()
+        assert sem._saved >= 0                  # loaded from the files, not rebuilt
+        ids = {r.id for r in again.search(WS, "the unpaid bill", limit=10, mode="semantic").items}
+        assert gone.id not in ids and keep.id in ids and new.id not in ids
+        assert again.search(WS, "x", mode="semantic").semantic_pending == 1
+        again.semantic_follower = None
+        ids = {r.id for r in again.search(WS, "car servicing", limit=10, mode="semantic").items}
+        assert new.id in ids                    # caught up
+    finally:
+        again.close()
+
+
 def test_unknown_mode_is_400_and_off_is_501(corpus, tmp_path):
     svc, _ = corpus
     with pytest.raises(InvalidSpec, match="mode must be one of lexical, semantic, hybrid"):
