@@ -644,6 +644,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         searcher = self.index.searcher()
         fq = self.index.query(workspace, None, filters, now, searcher)
         allowed_count = int(searcher.search(fq, 1, count=True).count or 0)
+
         def current(ids: list[str]) -> set[str]:
             return sem.current(ids, workspace)
 
@@ -674,8 +675,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if mode == "semantic":
             ranked = [(v[0], v[2]) for v in vector]
         else:
-            # The lexical side without stop words: with keyword-mode any or balanced,
-            # "the" and "of" would fill the BM25 list with noise that fusion then trusts.
+            # The precise half: every content word required, stop words left out (a
+            # loose BM25 list would be noise that fusion trusts; lexical_side says why).
             lex_query = lexical_side(self.index._current(), q, text_query, keyword_mode)
             hits = [] if lex_query is None else self.index.search(
                 workspace, lex_query, filters, now, depth, snippets=False,
