@@ -506,10 +506,11 @@ class SearchIndex:
                             int(doc["seq"][0]), snippet))
         return HitPage(hits, total, relation, len(result.hits) > limit)
 
-    def ids_matching(self, query: tantivy.Query, searcher: tantivy.Searcher,
-                     among: list[str] | None = None, limit: int = 1) -> list[str]:
-        """Ids of the documents ``query`` matches (only among ``among`` when given): how
-        semantic search applies exactly the same filters as a lexical one."""
+    def seqs_matching(self, query: tantivy.Query, searcher: tantivy.Searcher,
+                      among: list[str] | None = None, limit: int = 1) -> list[int]:
+        """The ``seq`` of every document ``query`` matches (only among the ids ``among``
+        when given): how semantic search applies exactly the same filters as a lexical
+        one. Read from the fast field the hits are ordered by, no stored document."""
         if among is not None:
             if not among:
                 return []
@@ -517,8 +518,9 @@ class SearchIndex:
                 (tantivy.Occur.Must, query),
                 (tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "id", among))])
             limit = len(among)
-        result = searcher.search(query, max(limit, 1), count=False)
-        return [searcher.doc(address)["id"][0] for _, address in result.hits]
+        result = searcher.search(query, max(limit, 1), count=False, order_by_field="seq",
+                                 order=tantivy.Order.Desc)
+        return [int(seq) for seq, _ in result.hits]
 
     def snippets_for(self, searcher: tantivy.Searcher, text_query: tantivy.Query,
                      ids: list[str]) -> dict[str, str]:

@@ -142,6 +142,10 @@ class SemanticIndex:
         self._indexes: dict[str, Any] = {}
         self._key_id: dict[int, str] = {}
         self._docs: dict[str, tuple[str, int, tuple[int, ...]]] = {}
+        #: record seq -> id, of the vectors in memory: a Tantivy hit's seq (its fast
+        #: field, no stored-document read) names the document, and a seq the record
+        #: has since moved past names nothing (stale vectors never match)
+        self._seq_id: dict[int, str] = {}
         self._shown = -1                         # log position the memory shows; -1: not loaded
         self._saved = -1                         # position of the files under <home>/vectors
         self.stop_event = threading.Event()
@@ -234,6 +238,7 @@ class SemanticIndex:
                 docs.setdefault(id_, [ws, int(seq), []])[2].append(int(key))
         self._indexes, self._key_id = indexes, key_id
         self._docs = {i: (d[0], d[1], tuple(d[2])) for i, d in docs.items()}
+        self._seq_id = {d[1]: i for i, d in docs.items()}
         self._shown = self._saved = position
         self.refresh()           # what changed since the files were written
         return True
@@ -268,6 +273,7 @@ class SemanticIndex:
                     index.add(keys, vecs)
             self._indexes, self._key_id = indexes, key_id
             self._docs = {i: (d[0], d[1], tuple(d[2])) for i, d in docs.items()}
+            self._seq_id = {d[1]: i for i, d in docs.items()}
             self._shown = position
 
     def ensure_loaded(self) -> None:
@@ -281,6 +287,8 @@ class SemanticIndex:
         with self._mutex:
             for id_ in ids:
                 old = self._docs.pop(id_, None)
+                if old is not None:
+                    self._seq_id.pop(old[1], None)
                 if old is not None:
                     index = self._indexes.get(old[0])
                     if index is not None:
@@ -305,6 +313,7 @@ class SemanticIndex:
                                         ).reshape(len(items), 384))
             for id_, (ws, seq, keys) in fresh.items():
                 self._docs[id_] = (ws, seq, tuple(keys))
+                self._seq_id[seq] = id_
 
     def refresh(self) -> None:
         """Show what the writer (of any process) has stored since this memory's position."""
@@ -333,6 +342,8 @@ class SemanticIndex:
         with self._mutex:
             for id_ in ids:
                 old = self._docs.pop(id_, None)
+                if old is not None:
+                    self._seq_id.pop(old[1], None)
                 if old is not None and old[0] in self._indexes:
                     self._indexes[old[0]].remove(np.array(old[2], dtype=np.uint64))
                     for k in old[2]:
@@ -498,6 +509,11 @@ class SemanticIndex:
                 sims = vecs @ qvec.astype(np.float32)
                 results.extend((self._key_id[k], k, float(s)) for k, s in zip(ks, sims))
         return _best_per_doc(sorted(results, key=lambda r: -r[2]))
+
+    def ids_for_seqs(self, seqs: list[int]) -> list[str]:
+        """The documents (in memory) whose vectors were made from these record seqs."""
+        get = self._seq_id.get
+        return [i for i in map(get, seqs) if i is not None]
 
     def doc_seq(self, id_: str) -> int | None:
         doc = self._docs.get(id_)

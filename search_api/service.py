@@ -649,10 +649,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
             return sem.current(ids, workspace)
 
         def allowed_among(ids: list[str]) -> set[str]:
-            return current(list(set(self.index.ids_matching(fq, searcher, among=ids))))
+            return current(sem.ids_for_seqs(self.index.seqs_matching(fq, searcher, among=ids)))
 
         def allowed_all() -> list[str]:
-            return self.index.ids_matching(fq, searcher, limit=allowed_count)
+            return sem.ids_for_seqs(self.index.seqs_matching(fq, searcher, limit=allowed_count))
 
         started = time.monotonic()
         qvec = sem.embed_query(q)
