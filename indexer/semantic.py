@@ -495,20 +495,29 @@ class SemanticIndex:
 
     def scan(self, ids: list[str], qvec: np.ndarray) -> list[tuple[str, int, float]]:
         """Exact: the best chunk of each of ``ids`` (embedded ones), best first."""
+        q = qvec.astype(np.float32)
+        out: list[tuple[str, int, float]] = []
         with self._mutex:
-            by_ws: dict[str, list[int]] = {}
+            by_ws: dict[str, list[str]] = {}
             for id_ in ids:
                 doc = self._docs.get(id_)
-                if doc is None:
-                    continue
-                by_ws.setdefault(doc[0], []).extend(doc[2])
-            results: list[tuple[str, int, float]] = []
-            for ws, ks in by_ws.items():
-                vecs = np.asarray(self._indexes[ws].get(np.array(ks, dtype=np.uint64)),
-                                  dtype=np.float32).reshape(len(ks), -1)
-                sims = vecs @ qvec.astype(np.float32)
-                results.extend((self._key_id[k], k, float(s)) for k, s in zip(ks, sims))
-        return _best_per_doc(sorted(results, key=lambda r: -r[2]))
+                if doc is not None:
+                    by_ws.setdefault(doc[0], []).append(id_)
+            for ws, docs in by_ws.items():
+                chunks = [self._docs[i][2] for i in docs]
+                keys = np.fromiter((k for c in chunks for k in c), dtype=np.uint64)
+                starts = np.cumsum([0] + [len(c) for c in chunks[:-1]])
+                vecs = np.asarray(self._indexes[ws].get(keys), dtype=np.float32
+                                  ).reshape(len(keys), -1)
+                sims = vecs @ q
+                best = np.maximum.reduceat(sims, starts)         # each doc's best chunk
+                for d in np.argsort(-best, kind="stable").tolist():
+                    lo = int(starts[d])
+                    seg = sims[lo:lo + len(chunks[d])]
+                    out.append((docs[d], int(keys[lo + int(seg.argmax())]), float(best[d])))
+        if len(by_ws) > 1:
+            out.sort(key=lambda r: -r[2])
+        return out
 
     def ids_for_seqs(self, seqs: list[int]) -> list[str]:
         """The documents (in memory) whose vectors were made from these record seqs."""
