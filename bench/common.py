@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
+# The lexical figures measure no embedding: their servers and services run without the
+# model (bench/semantic.py turns it on for its own homes).
+os.environ.setdefault("RESOURCES_SEMANTIC", "off")
 DEFAULT_DATA = REPO / "bench" / ".data"
 MiB = 1024 * 1024
 

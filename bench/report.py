@@ -230,3 +230,25 @@ def loadavg() -> str:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def write_marked_section(path: Path, name: str, section: str) -> None:
+    """Replace the ``<!-- bench:NAME:start/end -->`` section of ``path`` with ``section``
+    (which carries the markers), or append it (the standalone figures 6 and 7)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"<!-- bench:{name}:start -->.*?<!-- bench:{name}:end -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def git_short(repo: Path) -> str | None:
+    """The short commit of ``repo`` (None outside a checkout)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -314,16 +312,6 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"<!-- bench:tenancy:start -->.*?<!-- bench:tenancy:end -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.tenancy", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -343,17 +331,9 @@ def main(argv: list[str] | None = None) -> None:
         started, load_start = report.now_iso(), report.loadavg()
         result = run(args.size, args.iters, args.budget, data)
         result.update(started=started, load_start=load_start, load_end=report.loadavg(),
-                      git=_git())
+                      git=report.git_short(REPO))
         raw.write_text(json.dumps(result, indent=2))
-    write_section(Path(args.results), render(result))
-
-
-def _git() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    report.write_marked_section(Path(args.results), "tenancy", render(result))
 
 
 if __name__ == "__main__":

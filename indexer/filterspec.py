@@ -15,6 +15,9 @@ from storage.errors import BadRequest
 TYPES = ("file", "result")
 TIERS = ("retained", "ephemeral")
 KEYWORD_MODES = ("all", "any", "balanced")
+#: lexical: BM25 over words (the default); semantic: nearest chunk embeddings;
+#: hybrid: reciprocal rank fusion of both (docs/search.md).
+SEARCH_MODES = ("lexical", "semantic", "hybrid")
 #: relevance: best match first (the default with words); newest: most recently written
 #: first (the default without); oldest; name: A to Z; size: largest first.
 SORTS = ("relevance", "newest", "oldest", "name", "size")
@@ -86,6 +89,9 @@ SEARCH_ONLY: tuple[Param, ...] = (
     Param("q", "Words, \"phrases\", AND/OR/-, field:value (empty: everything, newest first)."),
     Param("keyword-mode", "all: every word must match (default); any: any word; balanced: "
                           "any word, more matching words rank first.", choices=KEYWORD_MODES),
+    Param("mode", "lexical: words (default); semantic: meaning (local embedding model); "
+                  "hybrid: both, fused by reciprocal rank. 501 where semantic search is off.",
+          choices=SEARCH_MODES),
 )
 
 #: Options that ride along with the filters: they never change which items come back,

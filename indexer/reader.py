@@ -152,6 +152,35 @@ class IndexReader:
                             int(doc["seq"][0]), snippet))
         return HitPage(hits, total, relation, len(result.hits) > limit)
 
+    def seqs_matching(self, query: tantivy.Query, searcher: tantivy.Searcher,
+                      among: list[str] | None = None, limit: int = 1) -> list[int]:
+        """The ``seq`` of every document ``query`` matches (only among the ids ``among``
+        when given): how semantic search applies exactly the same filters as a lexical
+        one. Read from the fast field the hits are ordered by, no stored document."""
+        if among is not None:
+            if not among:
+                return []
+            query = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, query),
+                (tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "id", among))])
+            limit = len(among)
+        result = searcher.search(query, max(limit, 1), count=False, order_by_field="seq",
+                                 order=tantivy.Order.Desc)
+        return [int(seq) for seq, _ in result.hits]
+
+    def snippets_for(self, searcher: tantivy.Searcher, text_query: tantivy.Query,
+                     ids: list[str]) -> dict[str, str]:
+        """Highlighted snippets of ``ids`` for ``text_query`` (hybrid pages)."""
+        if not ids:
+            return {}
+        query = tantivy.Query.term_set_query(self.schema, "id", ids)
+        generators: dict[str, tantivy.SnippetGenerator] = {}
+        out = {}
+        for _, address in searcher.search(query, len(ids), count=False).hits:
+            doc = searcher.doc(address)
+            out[doc["id"][0]] = self._snippet(searcher, text_query, doc, generators)
+        return out
+
     def facets(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, names: list[str], size: int = DEFAULT_FACET_SIZE,
                searcher: tantivy.Searcher | None = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class Api(Protocol):
     def url(self, uri: str, ttl: int | None) -> dict: ...
     def list(self, params: dict, limit: Any, cursor: str | None) -> dict: ...
     def search(self, q: str, params: dict, limit: Any, cursor: str | None,
-               keyword_mode: str = "all") -> dict: ...
+               keyword_mode: str = "all", mode: str = "lexical") -> dict: ...
     def delete(self, uri: str) -> dict: ...
     def workflow(self, workflow_id: str, step: str | None, limit: Any, cursor: str | None) -> dict: ...
     def workflow_delete(self, workflow_id: str, tier: str | None,
@@ -76,8 +76,9 @@ class EmbeddedApi:
         return envelope.page(self.service.list(self.workspace, params, limit, cursor), self.base)
 
     def search(self, q: str, params: dict, limit: Any, cursor: str | None,
-               keyword_mode: str = "all") -> dict:
-        p = self.service.search(self.workspace, q, params, limit, cursor, keyword_mode)
+               keyword_mode: str = "all", mode: str = "lexical") -> dict:
+        p = self.service.search(self.workspace, q, params, limit, cursor, keyword_mode,
+                                mode=mode)
         return envelope.page(p, self.base, search=True)
 
     def delete(self, uri: str) -> dict:

@@ -127,10 +127,12 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
         loopback = serve_loopback(metrics, ops.metrics_port) if ops.metrics_port else None
         metrics.attach()
         follower = None
+        embedder = None
         if bg:
             follower = IndexFollower(service.index, lead=lead, log=service.log).start()
             service.follower = follower
             service.wait_default = service.settings.write_ack == "indexed"
+            embedder = service.start_semantic_follower(lead)
         for thread in (bg, refresher):
             if thread:
                 thread.start()
@@ -140,6 +142,9 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             for thread in (bg, refresher):
                 if thread:
                     thread.stop()
+            if embedder is not None:
+                service.semantic_follower = None
+                embedder.stop()
             if follower is not None:
                 service.wait_default = True
                 service.follower = None

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
+from indexer.filterspec import SEARCH_MODES
 from indexer.query import parse_limit
 from storage.clock import rfc3339
 from storage.errors import translate_unexpected
@@ -44,7 +45,6 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_LIMIT = 10
 #: Deepest offset a list or search may ask for (walking further is a cursor's job).
 MAX_OFFSET = 10_000
-SEARCH_MODES = ("lexical", "hybrid", "semantic")
 #: The fields of a list/search item, in the CLI's spelling.
 ITEM_FIELDS = ("uri", "type", "displayName", "filename", "contentType", "sizeBytes", "score",
                "snippet", "tags", "sourceLabel", "flowSlug", "workflowId", "stepId",
@@ -226,16 +226,23 @@ async def search(request: Request) -> Response:
     ranked = q.strip() not in ("", "*")
     params = filter_params(request)
 
+    ran: list[str] = []
+    pending: list[int] = []
+
     def fetch(n: int, cursor: str | None, off: int | None) -> Page:
-        return service.search(ws, q, params, n, cursor, keyword_mode, off)
+        page = service.search(ws, q, params, n, cursor, keyword_mode, off, mode)
+        ran.append(page.mode or "lexical")
+        if page.semantic_pending is not None:
+            pending.append(page.semantic_pending)
+        return page
 
     body = await run_in_threadpool(collect, fetch, limit, offset, qp.get("cursor"), ranked,
                                    base_url(request))
-    body["mode"] = "lexical"
+    # What ran: a browse without words is lexical whatever was asked.
+    body["mode"] = ran[-1] if ran else ("lexical" if not ranked else mode)
     body["keywordMode"] = keyword_mode
-    if mode != "lexical":
-        body["requestedMode"] = mode
-        body["modeNote"] = f"{mode} search is not available yet: answered with lexical search"
+    if pending:
+        body["semanticPending"] = pending[-1]
     return JSONResponse(body)
 
 

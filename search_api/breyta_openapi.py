@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .breyta import (ITEM_FIELDS, MAX_LIST_LIMIT, MAX_OFFSET, SEARCH_INDEX_OPS,
-                     SEARCH_MODES)
+from indexer.filterspec import SEARCH_MODES
+
+from .breyta import ITEM_FIELDS, MAX_LIST_LIMIT, MAX_OFFSET, SEARCH_INDEX_OPS
 from .openapi import EXTRA_PATHS, _err, _q
 
 
@@ -39,6 +40,8 @@ def _paths() -> dict[str, Any]:
             "properties": {"items": {"type": "array", "items": item_schema},
                            "total": integer, "limit": integer, "offset": integer,
                            "nextCursor": ns, "mode": s,
+                           "semanticPending": {"type": "integer", "description":
+                                               "resources not embedded yet (semantic, hybrid)"},
                            "totalRelation": {"type": "string", "enum": ["eq", "gte"],
                                              "description": "gte: total is a lower bound "
                                              "(past 10,000 matches without exact-total=true)"}}}
@@ -93,13 +96,15 @@ def _paths() -> dict[str, Any]:
         "/api/resources/search": {"get": op("search", [
             _q("q", "Words, \"phrases\", AND/OR/-, field:value"),
             _q("content-sources", "Comma list of file,result"), *filters,
-            _q("mode", "lexical, hybrid or semantic (answered lexically for now)",
+            _q("mode", "lexical (default), hybrid or semantic; 501 where semantic search "
+                       "is turned off",
                schema={"type": "string", "enum": list(SEARCH_MODES)}),
             _q("keyword-mode", "all, any or balanced (default)",
                schema={"type": "string", "enum": ["all", "any", "balanced"]}),
             _q("limit", "Page size 1..100 (default 10)",
                schema={"type": "integer", "minimum": 1, "maximum": 100}), offset, cursor],
-            {"200": ok(page)})},
+            {"200": ok(page), "501": _err("mode=semantic or hybrid where semantic search "
+                                          "is turned off (RESOURCES_SEMANTIC=off)")})},
         "/api/resources/by-uri": {"get": op("get", [uri], {"200": ok(rec)})},
         "/api/resources/content": {"get": op("read", [
             uri, _q("view", "Display hint (ignored)"), _q("limit", "Display hint (ignored)"),

@@ -14,6 +14,9 @@ Kinds of inconsistency (each with a count):
   expired-present    past expires-at but not yet swept (gc'd on repair)
   connection-unavailable
                      an object store that did not answer (nothing repaired there)
+Semantic search (reported under ``semantic``, not counted as problems: embedding
+follows writes in the background): ``missing-vectors`` (resources not embedded yet or
+changed since), ``orphan-vectors`` (vectors whose resource is gone; dropped on repair).
 Orphans and leftovers on a connection other than ``platform`` are named
 ``<connection>:<key>``; their quarantine is the connection's ``_quarantine/`` prefix.
 Repairs never destroy bytes: suspect blobs go to <home>/quarantine/.
@@ -127,6 +130,28 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
         if id_ not in seqs:
             problems.append(Problem("index-extra", id_))
     return problems
+
+
+def semantic_report(svc: ResourceService, do_repair: bool = False) -> dict[str, Any]:
+    """Resources without current vectors and vectors without a resource (the store's own
+    SQL; the model is not loaded for this)."""
+    from indexer.semantic import MODEL_ID
+    store = svc.catalog.vectors
+    out: dict[str, Any] = {"enabled": svc.settings.semantic}
+    if do_repair:
+        _, orphans = store.orphans(limit=10**9)
+        store.forget(orphans)
+        out["orphan-vectors-dropped"] = len(orphans)
+    missing = store.pending_all(MODEL_ID)
+    orphan_count, orphan_ids = store.orphans(limit=20)
+    docs, chunks = store.counts()
+    out.update({"embedded": docs, "chunks": chunks,
+                "missing-vectors": missing, "orphan-vectors": orphan_count,
+                "orphan-examples": orphan_ids})
+    if missing:
+        out["hint"] = ("a running serve embeds them in the background; "
+                       "`resources reindex --semantic` rebuilds every vector")
+    return out
 
 
 def _subject(connection: str, key: str) -> str:
@@ -282,6 +307,7 @@ def run(svc: ResourceService, do_repair: bool = False, verify_bytes: bool = True
     report["set-aside-operations"] = {
         "count": len(set_aside),
         "items": [{"intent": i, "kind": k, "error": p.get("_error")} for i, k, p in set_aside]}
+    report["semantic"] = semantic_report(svc, do_repair)
     if hasattr(svc, "kv"):
         dangling = svc.dangling_refs()
         report["dangling-kv-refs"] = {"count": len(dangling), "items": dangling}

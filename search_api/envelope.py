@@ -32,6 +32,8 @@ def page(p: Page, base_url: str, search: bool = False) -> dict:
         meta["facets"] = p.facets
     if p.mode:
         meta["mode"] = p.mode
+    if p.semantic_pending is not None:
+        meta["semantic-pending"] = p.semantic_pending
     if p.index is not None:
         meta["index"] = p.index
     return {"data": {"items": items}, "meta": meta}

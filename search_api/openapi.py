@@ -90,6 +90,10 @@ def document(server_url: str = "") -> dict[str, Any]:
                            "[{value, count}] by count, missing (no value), other (left "
                            "out past facet-size), exact",
                            "additionalProperties": {"$ref": "#/components/schemas/Facet"}},
+                "mode": {"type": "string", "enum": ["lexical", "semantic", "hybrid"],
+                         "description": "What ran (a search with words)"},
+                "semantic-pending": {"type": "integer", "description": "Resources of the "
+                                     "workspace not embedded yet (semantic, hybrid)"},
                 "index": {"type": "object", "description": "Where the index that answered "
                           "stands in the change log", "properties": {
                     "position": {"type": "integer"}, "behind": {"type": "integer"},
@@ -199,7 +203,9 @@ def document(server_url: str = "") -> dict[str, Any]:
         "/v1/{ws}/resources/search": {"get": {
             "summary": "Search with filters", "security": SECURED,
             "parameters": [WS, *SEARCH_PARAMETERS],
-            "responses": {"200": _ok("PageEnvelope"), **ERRORS}}},
+            "responses": {"200": _ok("PageEnvelope"), **ERRORS,
+                          "501": _err("mode=semantic or hybrid where semantic search is "
+                                      "turned off (RESOURCES_SEMANTIC=off)")}}},
         "/v1/{ws}/resources/by-uri": {
             "get": {"summary": "The record", "security": SECURED, "parameters": [WS, URI],
                     "responses": {"200": _ok("RecordEnvelope"), **ERRORS}},

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from indexer.facets import parse_facet_size, parse_facets
+from indexer.filterspec import SEARCH_MODES
 from indexer.index import SearchIndex
 from indexer.query import (MAX_RESULT_WINDOW, Filters, check_window, decode_cursor,
                            encode_cursor, fingerprint, parse_limit, parse_flag, parse_text)
 from storage.backend import StorageBackend
 from storage.catalog import Catalog
-from storage.errors import InvalidSpec, NotFound, RangeNotSatisfiable
+from storage.errors import InvalidSpec, NotEnabled, NotFound, RangeNotSatisfiable
 from storage.layout import check_workspace
 from storage.records import Resource, Slot, parse_uri
 
+from .meaning import ranked_by_meaning
 from .signing import Signer
 
 
@@ -35,19 +37,23 @@ class Page:
     facets: dict[str, Any] | None = None  # indexer.facets.read_aggregation's shape
     #: Where the index that answered stands in the change log (position, lag).
     index: dict[str, Any] | None = None
+    #: Resources of the workspace not embedded yet (semantic and hybrid searches).
+    semantic_pending: int | None = None
 
 
 
 class Queries:
     def __init__(self, catalog: Catalog, backends: Mapping[str, StorageBackend],
                  index: SearchIndex, signer: Signer, slot: Callable[[str, str], Slot],
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], semantic: Callable[[], Any] | None = None) -> None:
         self.catalog = catalog
         self.backends = backends
         self.index = index
         self.signer = signer
         self._slot = slot
         self.now = now
+        #: The embedding index, caught up and loaded (None: semantic search is off).
+        self._semantic = semantic
 
     # -- read ----------------------------------------------------------------------------
     def get(self, workspace: str, uri: str) -> Resource:
@@ -93,16 +99,25 @@ class Queries:
     # -- search and list -----------------------------------------------------------------
     def search(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                limit: Any = None, cursor: str | None = None, keyword_mode: str = "all",
-               offset: int | None = None) -> Page:
+               offset: int | None = None, mode: str | None = None) -> Page:
         """One page of a search (``q``) or of a newest-first list (no ``q``).
 
         Besides the filters, ``params`` may hold ``exact-total`` (count past the
         threshold; default no: beyond 10,000 the total is a lower bound with
         ``total_relation`` "gte"), ``facets`` (names or ``all``: counts per value in one
         aggregation, ``Page.facets``) and ``facet-size``. None of them changes which
-        items come back, so cursors do not depend on them."""
+        items come back, so cursors do not depend on them.
+
+        ``mode`` (or ``params["mode"]``): lexical (default), semantic or hybrid
+        (meaning.py; docs/search.md)."""
         check_workspace(workspace)
         params = params or {}
+        mode = mode or params.get("mode") or "lexical"
+        if mode not in SEARCH_MODES:
+            raise InvalidSpec(f"mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
+        if mode != "lexical" and self._semantic is None:
+            raise NotEnabled(f"mode={mode} needs semantic search, which this deployment "
+                             f"turned off (RESOURCES_SEMANTIC=off): use mode=lexical")
         filters = Filters.from_params(params)
         exact_total = parse_flag(params.get("exact-total"), "exact-total")
         facet_names = parse_facets(params.get("facets"))
@@ -113,6 +128,10 @@ class Queries:
             filters.storage_root = slot.root
         limit = parse_limit(limit)
         text_query = parse_text(self.index._current(), q or "", keyword_mode)
+        if mode != "lexical" and text_query is not None:
+            return ranked_by_meaning(self, self._semantic(), workspace, q or "", text_query,
+                                     filters, mode, keyword_mode, limit, cursor, offset,
+                                     facet_names, facet_size)
         # newest without words pages by keyset (stable under inserts), relevance by
         # score; every other order is a fast field, paged by offset.
         sort = filters.sort or ("relevance" if text_query is not None else "newest")
@@ -159,6 +178,7 @@ class Queries:
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits},
+                    mode="lexical" if text_query is not None else None,
                     total_relation=page.relation, facets=facets,
                     index=self.index_position())
 

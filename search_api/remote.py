@@ -177,9 +177,11 @@ class RemoteApi:
         return self._json("GET", self._ws("/resources"), params=self._params(params, limit, cursor))
 
     def search(self, q: str, params: dict, limit: Any, cursor: str | None,
-               keyword_mode: str = "all") -> dict:
+               keyword_mode: str = "all", mode: str = "lexical") -> dict:
         return self._json("GET", self._ws("/resources/search"),
                           params=[("q", q), ("keyword-mode", keyword_mode),
+                                  # only when asked: a server before issue 19 refuses it
+                                  *([("mode", mode)] if mode != "lexical" else []),
                                   *self._params(params, limit, cursor)])
 
     def delete(self, uri: str) -> dict:

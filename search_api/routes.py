@@ -49,7 +49,7 @@ async def search(request: Request) -> Response:
     check_known(qp.keys(), SEARCH_PARAMS)
     page = await run_in_threadpool(svc(request).search, ws, qp.get("q", ""), filter_params(request),
                                    qp.get("limit"), qp.get("cursor"),
-                                   qp.get("keyword-mode", "all"))
+                                   qp.get("keyword-mode", "all"), None, qp.get("mode"))
     return ok(envelope.page(page, base_url(request), search=True))
 
 

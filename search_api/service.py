@@ -24,7 +24,7 @@ from storage.backend import StorageBackend
 from storage.catalog import Catalog
 from storage.config import Settings
 from storage.connections import build_backends
-from storage.errors import IndexBusy, InvalidSpec
+from storage.errors import IndexBusy, InvalidSpec, NotEnabled
 from storage.kv import KvEntry, KvStore
 from storage.layout import check_root, check_slot_name, check_workspace
 from storage.lifecycle import CommitLock, Lifecycle
@@ -56,6 +56,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.wait_default = wait_default
         #: The background index follower, when one runs in this process (serve).
         self.follower: Any = None
+        #: The embedding follower of `serve` (indexer.semantic), when one runs here.
+        self.semantic_follower: Any = None
+        self._semantic: Any = None
+        self._semantic_lock = threading.Lock()
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         settings.home.mkdir(parents=True, exist_ok=True)
         self._batch_depth = 0
@@ -77,7 +81,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.persister = PersistPipeline(settings, self.catalog, self.backends, self.lifecycle,
                                          self.pdf, self._slot, self._index_now, self.now)
         self.queries = Queries(self.catalog, self.backends, self.index, self.signer,
-                               self._slot, self.now)
+                               self._slot, self.now,
+                               self._semantic_ready if settings.semantic else None)
         self.overrides = Overrides(self.catalog, self.lifecycle, self.get, self._index_now,
                                    self.now)
         self.retention = Retention(settings, self.catalog, self.lifecycle, self.kv, self.get,
@@ -155,6 +160,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if self._batch_depth:
             return
         explicit = wait is not None
+        if self.semantic_follower is not None:
+            self.semantic_follower.nudge()      # embeds in the background, never here
         if not (self.wait_default if wait is None else wait):
             if self.follower is not None:
                 self.follower.nudge()
@@ -205,8 +212,47 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
 
     def search(self, workspace: str, q: str | None, params: dict[str, Any] | None = None,
                limit: Any = None, cursor: str | None = None, keyword_mode: str = "all",
-               offset: int | None = None) -> Page:
-        return self.queries.search(workspace, q, params, limit, cursor, keyword_mode, offset)
+               offset: int | None = None, mode: str | None = None) -> Page:
+        return self.queries.search(workspace, q, params, limit, cursor, keyword_mode, offset,
+                                   mode)
+
+    # -- semantic search (indexer/semantic.py, meaning.py) ----------------------------
+    @property
+    def semantic(self) -> Any:
+        """The embedding index of this process (made on first use)."""
+        if not self.settings.semantic:
+            raise NotEnabled("semantic search is turned off here (RESOURCES_SEMANTIC=off)")
+        if self._semantic is None:
+            with self._semantic_lock:
+                if self._semantic is None:
+                    from indexer.semantic import SemanticIndex
+                    self._semantic = SemanticIndex(self.catalog, self.settings.home, self.log)
+        return self._semantic
+
+    def _semantic_ready(self) -> Any:
+        """The embedding index for a search: the library and embedded CLI (no background
+        follower) catch up first; `serve` embeds in the background and only loads."""
+        sem = self.semantic
+        if self.follower is None and self.semantic_follower is None:
+            sem.sync()
+        else:
+            sem.ensure_loaded()
+        return sem
+
+    def start_semantic_follower(self, lead: bool = True) -> Any:
+        """Start embedding in the background (serve); None when semantic search is off
+        or the model is not installed (then semantic searches answer 501)."""
+        if not self.settings.semantic:
+            return None
+        from indexer.embed import ModelMissing, model_dir
+        from indexer.semantic import SemanticFollower
+        try:
+            model_dir()
+        except ModelMissing as exc:
+            self.log(f"semantic search unavailable: {exc}")
+            return None
+        self.semantic_follower = SemanticFollower(self.semantic, lead=lead, log=self.log).start()
+        return self.semantic_follower
 
     def list(self, workspace: str, params: dict[str, Any] | None = None, limit: Any = None,
              cursor: str | None = None) -> Page:
@@ -223,6 +269,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
     def delete(self, workspace: str, uri: str, wait: bool | None = None) -> Resource:
         res = self.get(workspace, uri)
         self.lifecycle.delete([res])
+        if self._semantic is not None:
+            self._semantic.forget_now([res.id])    # this process's vectors, at once
         self._index_now(wait)
         return res
 

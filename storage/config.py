@@ -56,6 +56,9 @@ class Settings:
     #: When `serve` answers a write: "durable" (blob and record saved; the index follows
     #: within a second) or "indexed" (also searchable; like wait-for=indexed on each).
     write_ack: str = "durable"
+    #: Semantic and hybrid search (the local embedding model). False: the light install
+    #: without the model; mode=semantic|hybrid then answers 501, never lexically.
+    semantic: bool = True
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -72,6 +75,11 @@ class Settings:
             s.write_ack = env["RESOURCES_WRITE_ACK"]
             if s.write_ack not in ("durable", "indexed"):
                 raise ValueError("RESOURCES_WRITE_ACK must be durable or indexed")
+        if env.get("RESOURCES_SEMANTIC"):
+            value = env["RESOURCES_SEMANTIC"].strip().lower()
+            if value not in ("on", "off"):
+                raise ValueError("RESOURCES_SEMANTIC must be on or off")
+            s.semantic = value == "on"
         if env.get("RESOURCES_INDEX_LOCK_WAIT_SECONDS"):
             s.index_lock_wait_seconds = float(env["RESOURCES_INDEX_LOCK_WAIT_SECONDS"])
         return s

@@ -21,6 +21,7 @@ class attributes, so the HTTP layer and the CLI each map them in exactly one pla
     ├── RangeNotSatisfiable            416  range_not_satisfiable
     ├── StorageFull                    507  storage_full
     ├── QuotaExceeded                  507  quota_exceeded
+    ├── NotEnabled                     501  not_enabled
     └── Unavailable                    503  unavailable
         ├── IndexBusy                  503  index_busy
         └── CatalogDamaged             503  catalog_damaged
@@ -31,8 +32,8 @@ __all__ = [
     "ResourceError", "BadRequest", "InvalidPath", "TemplateError", "InvalidSpec",
     "InvalidQuery", "InvalidCursor", "Unauthorized", "Forbidden", "BadSignature",
     "NotFound", "Conflict", "IdempotencyConflict", "VersionConflict", "TooLarge",
-    "RangeNotSatisfiable", "StorageFull", "QuotaExceeded", "Unavailable", "IndexBusy",
-    "CatalogDamaged", "from_os_error", "translate_unexpected",
+    "RangeNotSatisfiable", "StorageFull", "QuotaExceeded", "NotEnabled", "Unavailable",
+    "IndexBusy", "CatalogDamaged", "from_os_error", "translate_unexpected",
 ]
 
 
@@ -119,6 +120,11 @@ class QuotaExceeded(ResourceError):
     """A workspace's tier limit (bytes or resources) would be crossed: 507 Insufficient
     Storage, as the space is full for this tenant, not the request malformed."""
     status, code = 507, "quota_exceeded"
+
+
+class NotEnabled(ResourceError):
+    """A feature this deployment opted out of (semantic search with RESOURCES_SEMANTIC=off)."""
+    status, code = 501, "not_enabled"
 
 
 class Unavailable(ResourceError):

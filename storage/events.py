@@ -11,6 +11,8 @@ Events (name: fields):
   index.commit     documents (touched), seconds
   gc               removed, removed_bytes, kv_removed, seconds
   kv               op (set|get|delete|list), outcome (ok|<error code>)
+  semantic.embed   chunks (embedded in one call), seconds
+  search.semantic  mode (semantic|hybrid), seconds
 
 An observer must be cheap and must not raise; one that does is dropped from this call
 only (an exception is swallowed), so measuring can never fail a write.

@@ -10,6 +10,9 @@ from search_api.service import ResourceService
 from storage.config import Settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+# Semantic search loads a model and embeds in the background: off for every test but
+# the semantic ones (tests/indexer/test_semantic*.py turn it on for their own homes).
+os.environ["RESOURCES_SEMANTIC"] = "off"
 
 
 @pytest.fixture

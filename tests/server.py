@@ -54,6 +54,8 @@ def base_env(home: Path, clock_file: Path | None = None, public_url: str | None 
     env["RESOURCES_WRITE_ACK"] = "indexed"
     # One process, so tests that look at the server's pid (memory) see the one serving.
     env["RESOURCES_WORKERS"] = "1"
+    # No embedding model in these servers (fast, lean); the semantic tests start their own.
+    env["RESOURCES_SEMANTIC"] = "off"
     if clock_file is not None:
         env["RESOURCES_CLOCK_FILE"] = str(clock_file)
     if public_url is not None:

@@ -127,7 +127,11 @@ def test_generated_requests_never_get_a_5xx(fuzz_server):
                 failures.append(f"{label}: transport error {exc!r} for {case.as_curl_command()}")
                 return
             statuses.add(response.status_code)
-            if response.status_code >= 500:
+            # The one designed 5xx: mode=semantic|hybrid on a server that turned semantic
+            # search off (issue 19) answers 501 not_enabled, documented on the route.
+            off = response.status_code == 501 and "not_enabled" in response.text \
+                and "501" in op.definition.raw.get("responses", {})
+            if response.status_code >= 500 and not off:
                 failures.append(f"{label}: {response.status_code} {response.text[:200]} "
                                 f"for {case.as_curl_command()}")
             elif response.status_code >= 400:
@@ -169,7 +173,9 @@ def test_schemathesis_checks_on_the_record_routes(fuzz_server):
             if isinstance(case.query, dict) and "uri" in case.query:
                 case.query["uri"] = fuzz_server.uris[0]
             response = case.call(base_url=fuzz_server.base, headers=auth, timeout=30)
+            # 501 not_enabled (semantic search off here) is documented, not a fault
+            designed = response.status_code == 501 and "not_enabled" in response.text
             case.validate_response(response, checks=[
-                not_a_server_error, status_code_conformance, content_type_conformance,
-                response_schema_conformance])
+                *([] if designed else [not_a_server_error]), status_code_conformance,
+                content_type_conformance, response_schema_conformance])
         run()

@@ -121,8 +121,9 @@ def _serve_workers(workers: int, metrics_port: int | None, **options) -> None:
 
 @click.command()
 def indexer() -> None:
-    """Run only the index follower on the data home (for a deployment that serves the
-    API with `serve --no-indexer`): applies the change log, one writer at a time."""
+    """Run only the index followers on the data home (for a deployment that serves the
+    API with `serve --no-indexer`): applies the change log to the search index and, with
+    semantic search on, embeds changed resources; one writer of each at a time."""
     import signal
     import threading
 
@@ -132,11 +133,14 @@ def indexer() -> None:
     from ..service import ResourceService
     service = ResourceService(Settings.from_env(config().home))
     follower = IndexFollower(service.index, log=service.log).start()
+    embedder = service.start_semantic_follower()     # the embedding follower too
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     while not done.wait(1.0):
         pass
+    if embedder is not None:
+        embedder.stop()
     follower.stop()
     service.close()
 
@@ -212,9 +216,12 @@ def _print_doctor(report: dict) -> None:
 
 
 @click.command()
+@click.option("--semantic", is_flag=True,
+              help="Rebuild the embedding vectors of semantic search instead (every "
+                   "resource re-embedded by the local model; stop a running serve first).")
 @format_option
 @run
-def reindex(api) -> dict:
+def reindex(api, semantic: bool) -> dict:
     """Rebuild the search index from the catalog and swap it in atomically."""
     from tqdm import tqdm
     bar = tqdm(total=0, unit="res", disable=not sys.stderr.isatty(), file=sys.stderr)
@@ -223,6 +230,10 @@ def reindex(api) -> dict:
         bar.total = total
         bar.n = done
         bar.refresh()
+    if semantic:
+        count = api.service.semantic.rebuild(progress)
+        bar.close()
+        return {"data": {"embedded": count}, "meta": {}}
     count = api.service.reindex(progress)
     bar.close()
     return {"data": {"reindexed": count}, "meta": {}}

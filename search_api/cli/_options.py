@@ -7,7 +7,8 @@ from typing import Any, Callable
 import click
 from click.shell_completion import CompletionItem
 
-from indexer.filterspec import FILTERS, KEYWORD_MODES, OPTIONS, PAGING, TIERS, Param
+from indexer.filterspec import (FILTERS, KEYWORD_MODES, OPTIONS, PAGING, SEARCH_MODES, TIERS,
+                                Param)
 
 
 class CommaChoice(click.ParamType):
@@ -108,5 +109,10 @@ keyword_mode_option = click.option(
     "--keyword-mode", type=click.Choice(KEYWORD_MODES), default="all", show_default=True,
     help="all: every word must match; any: any word; balanced: any word, documents "
          "matching more words first.")
+
+search_mode_option = click.option(
+    "--mode", type=click.Choice(SEARCH_MODES), default="lexical", show_default=True,
+    help="lexical: words; semantic: meaning (local embedding model); hybrid: both, "
+         "fused by reciprocal rank (docs/search.md).")
 
 tier_choice = click.Choice(TIERS)

@@ -11,7 +11,8 @@ from storage.errors import BadRequest, ResourceError
 
 from ..output import default_format, emit, human_size
 from ._context import check_uri, config, fail, format_option, make_api, run, wait_option
-from ._options import collect_filters, filter_options, keyword_mode_option, tier_choice
+from ._options import (collect_filters, filter_options, keyword_mode_option, search_mode_option,
+                       tier_choice)
 
 #: Bodies at least this big get a progress bar on a terminal.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
@@ -236,17 +237,21 @@ Examples:
   resources search quarterly report --keyword-mode any --slot archive
   resources search 'storage-root:reports/acme' --accept 'image/*'
   resources search transcript --format json | jq -r '.data.items[].uri'
+  resources search the unpaid bill --mode hybrid
 """)
 @click.argument("words", nargs=-1)
 @keyword_mode_option
+@search_mode_option
 @filter_options
 @format_option
 @run
-def search(api, words: tuple[str, ...], keyword_mode: str, limit, cursor, **kwargs) -> dict:
+def search(api, words: tuple[str, ...], keyword_mode: str, mode: str, limit, cursor,
+           **kwargs) -> dict:
     """Search for WORDS: several words without quotes, "phrases", AND/OR/-, field:value
     (fields: display-name, filename, path, content, tags, source-label, type, tier,
     storage-root, flow, step, workflow-id, slot, tag, content-type); no words browses."""
-    return api.search(" ".join(words), collect_filters(kwargs), limit, cursor, keyword_mode)
+    return api.search(" ".join(words), collect_filters(kwargs), limit, cursor, keyword_mode,
+                      mode)
 
 
 @click.command()

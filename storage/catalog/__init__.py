@@ -23,6 +23,7 @@ from .resources import Resources
 from .slots import Idempotency, PickerOrigins, Slots
 from .sqlite_schema import SCHEMA_VERSION, migrate
 from .uploads import UploadSessions
+from .vectors import VectorStore
 
 __all__ = ["Catalog", "Database", "KvRow", "SCHEMA_VERSION", "Tx", "open_database"]
 
@@ -48,6 +49,7 @@ class Catalog:
         self.keys = Keys(self.database)
         self.kv = KvRows(self.database)
         self.uploads = UploadSessions(self.database)
+        self.vectors = VectorStore(self.database)
 
     @property
     def location(self) -> str:

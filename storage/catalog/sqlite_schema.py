@@ -17,7 +17,7 @@ import sqlite_utils
 from ..errors import CatalogDamaged
 from .database import SqliteDatabase
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -118,7 +118,14 @@ def _m7(db: sqlite_utils.Database) -> None:
                                 pk=("workspace", "origin"))
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7]
+def _m8(db: sqlite_utils.Database) -> None:
+    # Embedding vectors of semantic search (issue 19): tables defined beside their SQL.
+    from .vectors import migrate as vectors
+    vectors(db)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7,
+                                                             _m8]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
