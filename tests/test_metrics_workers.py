@@ -90,7 +90,8 @@ def test_counters_add_up_exactly_across_workers(srv):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(persist, range(len(SIZES))))
         list(pool.map(bad, range(BAD_REQUESTS)))
-    # Both processes served some of it: the totals below really are sums.
+    # Both processes counted requests (this traffic and the scrapes above): the totals
+    # below really are sums over processes.
     served = requests_by_process(srv.home)
     assert sum(1 for n in served.values() if n > 0) == 2, served
     for _ in range(6):
