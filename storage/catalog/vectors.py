@@ -115,23 +115,17 @@ class VectorStore:
 
     def iter_all(self, batch: int = 5000) -> Iterator[list[tuple[str, str, int, int, bytes]]]:
         """Every chunk, in batches of (id, workspace, seq, key, vec), by key."""
-        last = -1
-        while True:
-            rows = self.conn.execute(
-                "SELECT c.id, d.workspace, d.seq, c.key, c.vec FROM vector_chunks c "
-                "JOIN vector_docs d ON d.id = c.id WHERE c.key > ? ORDER BY c.key LIMIT ?",
-                (last, batch)).fetchall()
-            if not rows:
-                return
-            yield rows
-            last = rows[-1][3]
+        return self._iter_chunks(", c.vec", batch)
 
     def iter_keys(self, batch: int = 20000) -> Iterator[list[tuple[str, str, int, int]]]:
         """Every chunk's (id, workspace, seq, key), without the vectors, by key."""
+        return self._iter_chunks("", batch)
+
+    def _iter_chunks(self, extra: str, batch: int) -> Iterator[list]:
         last = -1
         while True:
             rows = self.conn.execute(
-                "SELECT c.id, d.workspace, d.seq, c.key FROM vector_chunks c "
+                f"SELECT c.id, d.workspace, d.seq, c.key{extra} FROM vector_chunks c "
                 "JOIN vector_docs d ON d.id = c.id WHERE c.key > ? ORDER BY c.key LIMIT ?",
                 (last, batch)).fetchall()
             if not rows:
