@@ -83,7 +83,7 @@ class _TimedSession:
 
 
 def throughput(data: Path, resources: int = 4, rounds: int = 3) -> dict[str, Any]:
-    from indexer.semantic import chunk_resource
+    from indexer.chunking import chunk_resource
     home = _fresh(data / "semantic-throughput")
     svc = _service(home / "home")
     try:

@@ -44,7 +44,6 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,77 +52,15 @@ import numpy as np
 from storage.catalog import Catalog
 from storage.events import emit
 from storage.faults import fault
-from storage.records import Resource
-from storage.catalog.vectors import (FOLLOWER, RECONCILE_FOLLOWER, Chunk, VectorStore,
-                                   chunk_key)
+from storage.catalog.vectors import FOLLOWER, RECONCILE_FOLLOWER, Chunk, chunk_key
 
+from .chunking import MAX_CHUNKS, chunk_resource
 from .leader import LeaderLock
-from .schema import effective_content
 
-#: Content tokens per chunk window (plus the context and two special tokens: <= 256).
-WINDOW_TOKENS = 200
-OVERLAP_TOKENS = 40
-#: Tokens of display name + path kept as each chunk's context.
-CONTEXT_TOKENS = 48
-#: Chunks per resource at most (documented in docs/search.md).
-MAX_CHUNKS = 16
-#: Characters of text looked at for chunking (MAX_CHUNKS windows need far fewer).
-MAX_CHARS = 60_000
 #: Change-log rows per durable step of the follower (a kill -9 redoes at most this).
 BATCH_CHANGES = 8
-#: Filters selecting at most this many documents, and under a quarter of the workspace,
-#: are ranked by an exact scan of them (else the nearest chunks are over-fetched).
-EXACT_SCAN_MAX = 2_000
 MODEL_ID = "all-MiniLM-L6-v2/1"
-#: Hybrid: reciprocal rank fusion's k, and how deep each list goes (at least).
-RRF_K = 60
-HYBRID_DEPTH = 50
 SNIPPET_CHARS = 200
-
-
-@dataclass
-class ChunkText:
-    start: int
-    end: int
-    text: str            # what is embedded: context + the window
-
-
-_ID_SEGMENT = re.compile(r"^[0-9a-f]{16,}$|^_$")
-
-
-def context_of(res: Resource) -> str:
-    """Display name and path: the path without generated segments (hex ids, ``_``),
-    which only cost tokens and mean nothing to the model."""
-    name = res.display_name or res.filename or ""
-    path = "/".join(s for s in (res.path or "").split("/") if not _ID_SEGMENT.match(s))
-    return f"{name} ({path})" if path else name
-
-
-def chunk_resource(res: Resource, extracted: str, tokenizer) -> list[ChunkText]:
-    """The chunks of one resource (at least one: name and path when there is no text)."""
-    content, _ = effective_content(res, extracted)
-    content = content[:MAX_CHARS]
-    context = context_of(res)
-    ctx_enc = tokenizer.encode(context, add_special_tokens=False)
-    if len(ctx_enc.ids) > CONTEXT_TOKENS:
-        context = context[:ctx_enc.offsets[CONTEXT_TOKENS - 1][1]]
-    if not content.strip():
-        return [ChunkText(0, 0, context)]
-    enc = tokenizer.encode(content, add_special_tokens=False)
-    offsets = enc.offsets
-    if not offsets:
-        return [ChunkText(0, 0, context)]
-    out: list[ChunkText] = []
-    step = WINDOW_TOKENS - OVERLAP_TOKENS
-    i = 0
-    while i < len(offsets) and len(out) < MAX_CHUNKS:
-        window = offsets[i:i + WINDOW_TOKENS]
-        start, end = window[0][0], window[-1][1]
-        out.append(ChunkText(start, end, f"{context}\n{content[start:end]}"))
-        if i + WINDOW_TOKENS >= len(offsets):
-            break
-        i += step
-    return out
 
 
 class SemanticIndex:
@@ -544,148 +481,3 @@ class SemanticIndex:
         docs, chunks = self.store.counts()
         return {"position": position, "behind": max(self.catalog.changes.head() - position, 0),
                 "documents": docs, "chunks": chunks, "writer": self.leader.held}
-
-
-def _best_per_doc(chunks: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
-    seen: set[str] = set()
-    out = []
-    for id_, key, sim in chunks:
-        if id_ not in seen:
-            seen.add(id_)
-            out.append((id_, key, sim))
-    return out
-
-
-def rank(sem: SemanticIndex, qvec: np.ndarray, workspace: str, want: int,
-         allowed_count: int, allowed_all: Callable[[], list[str]],
-         allowed_among: Callable[[list[str]], set[str]]) -> list[tuple[str, int, float]]:
-    """The ``want`` best documents (id, best chunk key, similarity) that pass the filters.
-
-    ``allowed_count`` is how many documents the filters select; when few, their vectors
-    are scanned exactly (``allowed_all`` lists them). Otherwise the nearest chunks are
-    fetched, kept when ``allowed_among`` says their document passes, and the fetch grows
-    (x4) until ``want`` documents pass or every chunk of the workspace was looked at
-    (then exactly)."""
-    if allowed_count == 0 or want <= 0:
-        return []
-    total = sem.size(workspace)
-    if total == 0:
-        return []           # nothing embedded in this workspace yet
-    if allowed_count <= EXACT_SCAN_MAX and allowed_count * 4 < total:
-        return sem.scan(allowed_all(), qvec)
-    # a filter passing a share s of the workspace needs ~1/s times the chunks
-    share = max(allowed_count / max(total, 1), 1e-3)
-    count = min(max(int(want * 2 / min(share, 1.0)), 64), total)
-    while True:
-        exact = count >= total // 2
-        if exact:
-            count = total
-        docs = _best_per_doc(sem.nearest_chunks(workspace, qvec, count, exact=exact))
-        ok = allowed_among([d[0] for d in docs])
-        passed = [d for d in docs if d[0] in ok]
-        if len(passed) >= want or count >= total:
-            return passed[:want]
-        count = min(count * 4, total)
-
-
-def rrf(lists: list[list[str]], k: int = 60, weights: list[float] | None = None
-        ) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: score(d) = sum_i w_i / (k + rank_i(d)), ranks from 1.
-    Ties go to the document ranked higher in the first list (the lexical one)."""
-    weights = weights or [1.0] * len(lists)
-    scores: dict[str, float] = {}
-    first: dict[str, int] = {}
-    for w, ids in zip(weights, lists):
-        for rank_, id_ in enumerate(ids, start=1):
-            scores[id_] = scores.get(id_, 0.0) + w / (k + rank_)
-    for rank_, id_ in enumerate(lists[0] if lists else []):
-        first.setdefault(id_, rank_)
-    big = 1 << 30
-    return sorted(scores.items(), key=lambda kv: (-kv[1], first.get(kv[0], big)))
-
-
-class SemanticFollower:
-    """The embedder of `serve`: a background thread that keeps the vectors at the head of
-    the change log (when it holds the writer lock) or this process's memory at the
-    writer's position (when another process embeds). Never on a request's path: a write
-    only nudges it."""
-
-    def __init__(self, sem: SemanticIndex, poll: float = 0.5, elect_every: float = 2.0,
-                 lead: bool = True, log: Callable[[str], None] | None = None,
-                 save_every: float = 60.0) -> None:
-        self.sem = sem
-        self.poll = poll
-        self.save_every = save_every
-        self.elect_every = elect_every
-        self.lead = lead
-        self._log = log or (lambda msg: print(msg, file=sys.stderr))
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="semantic-follower",
-                                        daemon=True)
-
-    def start(self) -> "SemanticFollower":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.sem.stop_event.set()
-        self._wake.set()
-        self._thread.join(30)
-        if self.sem.leader.held:
-            try:
-                self.sem.save()
-            except Exception as exc:  # noqa: BLE001 - only a cache
-                self._log(f"semantic follower: saving the vector index failed: {exc!r}")
-        self.sem.leader.keep = False
-        self.sem.leader.release(force=True)
-
-    def nudge(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        next_election = 0.0
-        next_save = time.monotonic() + self.save_every
-        stop = self.sem.stop_event
-        while not stop.is_set():
-            now = time.monotonic()
-            try:
-                if self.lead and not self.sem.leader.held and now >= next_election:
-                    next_election = now + self.elect_every
-                    if self.sem.leader.try_acquire():
-                        self.sem.leader.keep = True
-                if self.sem.leader.held:
-                    self.sem.sync()
-                    if now >= next_save:
-                        next_save = now + self.save_every
-                        self.sem.save()
-                else:
-                    self.sem.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep following, say why
-                self._log(f"semantic follower: {exc!r}")
-                stop.wait(2.0)
-            self._wake.wait(self.poll)
-            self._wake.clear()
-
-
-#: English function words left out of hybrid's lexical side.
-STOP_WORDS = frozenset("""a an and are as at be been but by can did do does for from had has
-have how i if in into is it its me my no not of on or our so than that the their them
-then there these they this to up was we were what when where which who why will with
-you your""".split())
-_SYNTAX = re.compile(r'["():+\-*^~]|\b(AND|OR|NOT)\b')
-
-
-def lexical_side(index, q: str, text_query, keyword_mode: str):
-    """The BM25 query of a hybrid search: the precise half. Query syntax is kept as
-    typed; plain words must all match, stop words left out (None: no word left).
-
-    Why not the caller's keyword-mode any/balanced: fusion rewards a document for being
-    in both lists, so a BM25 list of documents sharing one incidental word (or "the")
-    with a paraphrase outranks the document the vectors put first. Measured on the
-    bench's paraphrase set: nDCG@10 0.61 with balanced and stop words, 0.81 without
-    stop words, equal to semantic with every word required (bench/RESULTS.md, 7)."""
-    if _SYNTAX.search(q):
-        return text_query
-    from .query import parse_text
-    words = [w for w in q.split() if w.lower().strip(".,;!?") not in STOP_WORDS]
-    return parse_text(index, " ".join(words), "all") if words else None

@@ -28,7 +28,7 @@ def ranked_by_meaning(self: "Queries", sem: Any, workspace: str, q: str, text_qu
     the lexical search's own Tantivy query (indexer.semantic.rank); a resource whose
     record is gone or changed since its vectors were made is never returned."""
     from .queries import Page      # queries.py imports this module
-    from indexer.semantic import HYBRID_DEPTH, RRF_K, lexical_side, rank, rrf
+    from indexer.fusion import HYBRID_DEPTH, RRF_K, lexical_side, rank, rrf
     if filters.sort not in (None, "relevance"):
         raise InvalidSpec(f"sort={filters.sort} applies to lexical search; {mode} "
                           f"search ranks by meaning (sort=relevance)")

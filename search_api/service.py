@@ -245,7 +245,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         if not self.settings.semantic:
             return None
         from indexer.embed import ModelMissing, model_dir
-        from indexer.semantic import SemanticFollower
+        from indexer.semantic_follower import SemanticFollower
         try:
             model_dir()
         except ModelMissing as exc:

@@ -18,7 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from indexer.embed import DIM, HEADS, LN_EPS, Embedder, ensure_graph, model_dir, model_key
-from indexer.semantic import MAX_CHUNKS, chunk_resource
+from indexer.chunking import MAX_CHUNKS, chunk_resource
 from search_api.app import create_app
 from search_api.service import ResourceService
 from storage.config import Settings
