@@ -1,7 +1,8 @@
 """The catalog contract: every catalog implementation passes these same tests.
 
 Adding a catalog is one module in storage/catalog/ and one line in CATALOGS below. Each
-test gets an empty catalog (SQLite: a fresh file in tmp_path).
+test gets an empty catalog (SQLite: a fresh file in tmp_path; PostgreSQL: a fresh
+database on the session's server, tests/pg_server.py).
 """
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ def make_sqlite(request, tmp_path: Path) -> Callable[[], Catalog]:
     return lambda: Catalog(tmp_path / "catalog.db")
 
 
+def make_pg(request, tmp_path: Path) -> Callable[[], Catalog]:
+    url = request.getfixturevalue("pg_url")       # a fresh database per test
+    return lambda: Catalog(url)
+
+
 CATALOGS: dict[str, Callable[..., Callable[[], Catalog]]] = {
     "sqlite": make_sqlite,
+    "postgresql": make_pg,
 }
 
 
