@@ -34,7 +34,7 @@ from storage.errors import (IdempotencyConflict, IndexBusy, InvalidSpec, NotFoun
 from storage.layout import (check_key_length, check_root, check_slot_name, check_workspace,
                             optional_segments, render, slotted_key, split_segments,
                             unslotted_key)
-from storage.lifecycle import CommitLock, Lifecycle
+from storage.lifecycle import Lifecycle, commit_lock_for
 from storage.connections import build_backends
 from storage.records import (Extraction, Resource, SearchIndexOverrides, Slot, new_id,
                              parse_uri)
@@ -43,7 +43,7 @@ from storage.quotas import QuotaStore
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
-from .signing import Signer, load_secret, parse_ttl
+from .signing import Signer, parse_ttl, service_secret
 from .picker import PickerMixin
 from .uploads import UploadsMixin
 from .views import ViewsMixin
@@ -144,10 +144,11 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         settings.home.mkdir(parents=True, exist_ok=True)
         self._batch_depth = 0
         self._batch_lock = threading.Lock()
-        self.catalog = Catalog(settings.catalog_path)
+        self.catalog = Catalog(settings.catalog_location)
         self.backends: dict[str, StorageBackend] = build_backends(settings)
         self.lifecycle = Lifecycle(self.catalog, self.backends,
-                                   CommitLock(settings.home / "locks" / "commit.lock"),
+                                   commit_lock_for(self.catalog,
+                                                   settings.home / "locks" / "commit.lock"),
                                    self.now, self.log)
         if recover:      # doctor opts out: it reports what a crash left, --repair fixes it
             self.lifecycle.recover()
@@ -159,7 +160,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.quotas = QuotaStore(settings.home / "quotas.json", self.catalog,
                                  tuple(settings.tiers))
         self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
-        self.signer = Signer(load_secret(settings.secret_path))
+        self.signer = Signer(service_secret(settings, self.catalog))
         self.index.try_sync()   # catch up with what a crashed or other process left
         if any(kind == "gc" for _, kind, _ in self.catalog.intents.pending()):
             self.gc()           # a sweep a crash interrupted: finish it

@@ -39,7 +39,6 @@ from .auth import ADMIN, READ, WRITE, Principal
 from .observe import note_principal
 from .routes import content_response
 from .service import ResourceService
-from .signing import load_secret
 from .views import web_facets
 from .web_lists import SORT_KEYS, SYNTAX_HELP, parse_sort, relative_time, sort_items
 
@@ -108,7 +107,7 @@ def svc(request: Request) -> ResourceService:
 def _serializer(request: Request) -> URLSafeTimedSerializer:
     ser = getattr(request.app.state, "web_serializer", None)
     if ser is None:
-        secret = load_secret(svc(request).settings.secret_path)
+        secret = svc(request).signer.secret
         ser = URLSafeTimedSerializer(secret, salt="resources-web-session")
         request.app.state.web_serializer = ser
     return ser

@@ -51,6 +51,9 @@ class Settings:
     #: When `serve` answers a write: "durable" (blob and record saved; the index follows
     #: within a second) or "indexed" (also searchable; like wait-for=indexed on each).
     write_ack: str = "durable"
+    #: A ``postgresql://`` URL: the catalog several nodes share (docs/scale-out.md).
+    #: None: the one-machine default, SQLite in the data home.
+    catalog_url: str | None = None
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -67,6 +70,10 @@ class Settings:
             s.write_ack = env["RESOURCES_WRITE_ACK"]
             if s.write_ack not in ("durable", "indexed"):
                 raise ValueError("RESOURCES_WRITE_ACK must be durable or indexed")
+        if env.get("RESOURCES_CATALOG_URL"):
+            s.catalog_url = env["RESOURCES_CATALOG_URL"]
+            if not s.catalog_url.startswith(("postgresql://", "postgres://")):
+                raise ValueError("RESOURCES_CATALOG_URL must be a postgresql:// URL")
         if env.get("RESOURCES_INDEX_LOCK_WAIT_SECONDS"):
             s.index_lock_wait_seconds = float(env["RESOURCES_INDEX_LOCK_WAIT_SECONDS"])
         return s
@@ -76,6 +83,11 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.home / "catalog.db"
+
+    @property
+    def catalog_location(self) -> str | Path:
+        """What the catalog opens: the shared database's URL, else the SQLite file."""
+        return self.catalog_url or self.catalog_path
 
     @property
     def index_dir(self) -> Path:

@@ -29,7 +29,7 @@ import fcntl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
@@ -68,6 +68,13 @@ class CommitLock:
                     fcntl.flock(self._fh, fcntl.LOCK_UN)
                     self._fh.close()
                     self._fh = None
+
+
+def commit_lock_for(catalog: Catalog, path: Path) -> Any:
+    """The commit lock of this catalog: a database lock when the catalog is shared by
+    several nodes (PostgreSQL), else a flock on ``path`` in the data home."""
+    factory = getattr(catalog.database, "commit_lock", None)
+    return factory() if factory is not None else CommitLock(path)
 
 
 class Lifecycle:

@@ -219,6 +219,11 @@ class PostgresDatabase:
                             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         return held()
 
+    def commit_lock(self) -> "SessionLock":
+        """The lock of the publish+record step of a persist, across every node (where a
+        SQLite home uses a host-local flock)."""
+        return SessionLock(self, COMMIT_LOCK)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -251,3 +256,54 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             return f"catalog not writable: {str(exc).strip() or type(exc).__name__}"
         return None
+
+
+class SessionLock:
+    """A session advisory lock held for the duration of ``held()``, re-entrant within
+    this process (like ``storage.lifecycle.CommitLock``, whose interface it has).
+
+    The lock lives on one dedicated connection, kept open between uses: a connect per
+    persist would cost more than the persist's own transaction. If the connection broke
+    (server restart), the lock went with it; the next use reconnects. If this process
+    dies, the server drops its session and the lock with it, so no node waits forever.
+    """
+
+    def __init__(self, database: PostgresDatabase, key: int) -> None:
+        self.database = database
+        self.key = key
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database.url, autocommit=True,
+                                         connect_timeout=max(int(self.database.timeout), 2))
+        return self._conn
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                with self.database.translated_errors():
+                    try:
+                        self._connection().execute("SELECT pg_advisory_lock(%s)", (self.key,))
+                    except _DOWN:
+                        # A connection broken since its last use: one fresh try.
+                        self._conn = None
+                        self._connection().execute("SELECT pg_advisory_lock(%s)", (self.key,))
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._conn is not None:
+                    try:
+                        self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+                    except _DOWN:
+                        self._conn = None       # the session, and so the lock, is gone
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
