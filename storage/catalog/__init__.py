@@ -19,12 +19,13 @@ from .database import Database, SqliteDatabase, Tx
 from .intents import Intents
 from .keys import Keys
 from .kv import KvRow, KvRows
+from .nodes import NodeRow, Nodes
 from .resources import Resources
 from .slots import Idempotency, PickerOrigins, Slots
 from .sqlite_schema import SCHEMA_VERSION, migrate
 from .uploads import UploadSessions
 
-__all__ = ["Catalog", "Database", "KvRow", "SCHEMA_VERSION", "Tx", "is_url", "open_database"]
+__all__ = ["Catalog", "Database", "KvRow", "NodeRow", "SCHEMA_VERSION", "Tx", "is_url", "open_database"]
 
 
 def is_url(location: str | Path) -> bool:
@@ -63,6 +64,12 @@ class Catalog:
         self.keys = Keys(self.database)
         self.kv = KvRows(self.database)
         self.uploads = UploadSessions(self.database)
+        self.nodes = Nodes(self.database)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other service nodes may share this catalog (PostgreSQL)."""
+        return self.database.dialect != "sqlite"
 
     @property
     def location(self) -> str:

@@ -1,8 +1,8 @@
 """The PostgreSQL catalog's schema: the same tables, keys and indexes as the final state
-of ``sqlite_schema.py`` (SCHEMA_VERSION 7), in PostgreSQL's types.
+of ``sqlite_schema.py``, in PostgreSQL's types.
 
-A PostgreSQL catalog starts at version 7 (there is no older PostgreSQL catalog to carry
-forward); a later version appends a step to ``MIGRATIONS`` here and in
+A PostgreSQL catalog was first made at version 7 (there is no older PostgreSQL catalog to
+carry forward); a later version appends a step to ``MIGRATIONS`` here and in
 ``sqlite_schema.py``. Positions and intent ids come from identity columns, which never
 hand a number out twice (what SQLite's AUTOINCREMENT guarantees). Migration runs under a
 session advisory lock, so nodes starting at the same moment migrate one after another and
@@ -70,8 +70,13 @@ def _to_7(tx: PgTx) -> None:
             tx.execute(statement)
 
 
+def _to_8(tx: PgTx) -> None:
+    tx.execute("CREATE TABLE nodes (name TEXT PRIMARY KEY, url TEXT, follower TEXT, "
+               "started_at DOUBLE PRECISION NOT NULL, heartbeat_at DOUBLE PRECISION NOT NULL)")
+
+
 #: (version reached, step): a fresh database runs every step after its current version.
-MIGRATIONS: list[tuple[int, Callable[[PgTx], None]]] = [(7, _to_7)]
+MIGRATIONS: list[tuple[int, Callable[[PgTx], None]]] = [(7, _to_7), (8, _to_8)]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 

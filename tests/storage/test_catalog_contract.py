@@ -350,3 +350,34 @@ def test_health_probes(cat):
     assert cat.probe_writable(2.0) is None
     assert cat.integrity() == []
     assert cat.schema_version() >= 7
+
+
+# -- nodes and background jobs ---------------------------------------------------------
+def test_nodes_heartbeat_with_their_follower_positions(cat):
+    cat.changes.set_follower("index-a", 7)
+    cat.nodes.heartbeat("a", "http://a", "index-a", 1.0, 10.0)
+    cat.nodes.heartbeat("b", "http://b", "index-b", 2.0, 10.0)
+    cat.nodes.heartbeat("a", "http://a", "index-a", 1.0, 20.0)
+    rows = {n.name: n for n in cat.nodes.list()}
+    assert (rows["a"].heartbeat_at, rows["a"].position) == (20.0, 7)
+    assert rows["b"].position is None                 # its index has not registered yet
+    assert cat.nodes.slowest_live(now=21.0, live_within=5.0) == (7, 1)   # b is stale
+    assert cat.nodes.slowest_live(now=12.0, live_within=5.0) == (0, 2)
+    cat.nodes.remove("b")
+    assert [n.name for n in cat.nodes.list()] == ["a"]
+
+
+def test_a_due_job_is_claimed_once(open_catalog):
+    a, b = open_catalog(), open_catalog()
+    assert a.nodes.claim_due("gc", now=100.0, interval=60.0)
+    assert not b.nodes.claim_due("gc", now=100.0, interval=60.0)
+    assert not b.nodes.claim_due("gc", now=159.0, interval=60.0)
+    assert b.nodes.claim_due("gc", now=160.0, interval=60.0)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(
+        c.nodes.claim_due("sweep", now=5.0, interval=60.0))) for c in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
