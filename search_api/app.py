@@ -79,25 +79,43 @@ class Background:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        if self.service.catalog.shared:
+            try:
+                self.service.cluster.leave()
+            except Exception:  # noqa: BLE001 - a dead catalog: the heartbeat goes stale
+                pass
 
     def _run(self) -> None:
         svc = self.service
         next_gc = svc.now() + svc.settings.gc_interval_seconds
+        shared = svc.catalog.shared
+        if shared:
+            try:
+                svc.cluster.heartbeat()       # listed (and waited for) from the start
+            except Exception as exc:  # noqa: BLE001 - the loop retries every second
+                log(jobs, logging.ERROR, "background heartbeat failed", event="job",
+                    job="heartbeat", error=repr(exc))
         while not self._stop.wait(self.sync_interval):
             job = "index-sync"
             try:
+                if shared:
+                    job = "heartbeat"
+                    svc.cluster.heartbeat()
                 gc = getattr(svc, "gc", None)
                 # One sweeper across `serve --workers N`: the process that writes the
                 # index (two sweeps could race a slot rewrite that reuses an id).
                 follower = getattr(svc, "follower", None)
                 leading = follower is None or follower.leading
                 if gc is not None and leading and svc.now() >= next_gc:
-                    job = "gc"
                     next_gc = svc.now() + svc.settings.gc_interval_seconds
-                    started = time.monotonic()
-                    result = gc(dry_run=False)
-                    _job_line("gc", started, removed=result["count"], bytes=result["bytes"],
-                              kv_removed=len(result["kv-removed"]))
+                    # Nodes sharing a catalog: the one that claims the due time sweeps.
+                    if not shared or svc.catalog.nodes.claim_due(
+                            "gc", svc.now(), svc.settings.gc_interval_seconds):
+                        job = "gc"
+                        started = time.monotonic()
+                        result = gc(dry_run=False)
+                        _job_line("gc", started, removed=result["count"],
+                                  bytes=result["bytes"], kv_removed=len(result["kv-removed"]))
             except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
                 log(jobs, logging.ERROR, f"background {job} failed", event="job", job=job,
                     error=repr(exc))
@@ -168,7 +186,9 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web_lists import fallback_routes     # an HTML 404 for unknown /ui/ paths (last)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
-    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, *picker_routes,
+    from .cluster_routes import cluster_routes   # nodes sharing the catalog
+    app = _App(routes=[*ops_routes, *quota_routes, *routes, *cluster_routes, *kv_routes,
+                       *picker_routes,
                        ui_static, *picker_web_routes, *thumb_routes, *run_routes, *web_routes,
                        *fallback_routes, *breyta_routes],
                     lifespan=lifespan,

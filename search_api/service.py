@@ -43,6 +43,7 @@ from storage.quotas import QuotaStore
 from storage.spec import PersistSpec, parse_overrides, parse_spec
 
 from .auth import KeyStore
+from .cluster import Cluster
 from .signing import Signer, parse_ttl, service_secret
 from .picker import PickerMixin
 from .uploads import UploadsMixin
@@ -161,6 +162,7 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                                  tuple(settings.tiers))
         self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
         self.signer = Signer(service_secret(settings, self.catalog))
+        self.cluster = Cluster(self)      # this node among those sharing the catalog
         self.index.try_sync()   # catch up with what a crashed or other process left
         if any(kind == "gc" for _, kind, _ in self.catalog.intents.pending()):
             self.gc()           # a sweep a crash interrupted: finish it
@@ -424,6 +426,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                 f"not searchable within {self.settings.index_lock_wait_seconds:g} s")
         except IndexBusy as exc:
             problem = exc.message
+        if problem is None and wait == "all" and not self.cluster.wait_all(
+                position, self.settings.index_lock_wait_seconds):
+            problem = f"not searchable on every node within " \
+                      f"{self.settings.index_lock_wait_seconds:g} s"
         if problem is None:
             return
         message = (f"the change is saved but {problem}; the index follows the change log "

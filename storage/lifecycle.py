@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -68,6 +69,11 @@ class CommitLock:
                     fcntl.flock(self._fh, fcntl.LOCK_UN)
                     self._fh.close()
                     self._fh = None
+
+
+#: Age after which a staged upload nobody on this node owns counts as abandoned, when
+#: several nodes share the catalog (and so the S3 buckets).
+SHARED_STAGING_GRACE = 3600.0
 
 
 def commit_lock_for(catalog: Catalog, path: Path) -> Any:
@@ -336,7 +342,12 @@ class Lifecycle:
                 except (OSError, Unavailable) as exc:
                     self.log(f"recovery: staged writes of {backend.describe()} left: {exc}")
                     continue
-                for ref, _mtime in staged:
+                for ref, mtime in staged:
+                    # On a shared catalog another node may be streaming into the same
+                    # bucket right now (its writers are invisible from here): only what
+                    # is old enough to be abandoned goes.
+                    if self.catalog.shared and time.time() - mtime < SHARED_STAGING_GRACE:
+                        continue
                     backend.discard_staging(ref)
                     counts["staging_removed"] += 1
         if any(counts.values()):
