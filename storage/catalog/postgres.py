@@ -129,7 +129,7 @@ class PostgresDatabase:
     dialect = "postgresql"
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 8,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 5.0) -> None:
         self.url = url
         self.location = redact(url)
         self.timeout = timeout
@@ -140,8 +140,12 @@ class PostgresDatabase:
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True, "connect_timeout": max(int(timeout), 2)},
-            check=psycopg_pool.ConnectionPool.check_connection, reconnect_timeout=0,
-            name="catalog")
+            # Every borrowed connection is checked first (one round trip): after a server
+            # restart the stale ones are dropped instead of failing a request each.
+            check=psycopg_pool.ConnectionPool.check_connection,
+            # While the server is down, keep trying to reconnect in the background; each
+            # request meanwhile waits at most ``timeout`` and then answers 503.
+            reconnect_timeout=3600, name="catalog")
         try:
             self._pool.open(wait=True, timeout=timeout)
         except psycopg_pool.PoolTimeout:
