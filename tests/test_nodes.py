@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import threading
 import uuid
 
+import httpx
 import pytest
 
 from pg_server import wait_until
-from server import ok_body, start_server, stop_server, upload
+from server import KEY_SPECS, RESOURCES, base_env, ok_body, start_server, stop_server, upload
 
 WS = "ws-acme"
+#: base URL -> the environment its node was started with (for a restart).
+ENV: dict[str, dict] = {}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,8 @@ def nodes(tmp_path_factory, postgres, seaweedfs):
            "RESOURCES_CONNECTION_SHARED": seaweedfs.connection_url(f"nodes/{uuid.uuid4().hex}"),
            **seaweedfs.env()}
     root = tmp_path_factory.mktemp("nodes")
-    a = start_server(root / "a", extra_env=env)
+    a = start_server(root / "a", extra_env=env,
+                     keys={k: KEY_SPECS[k] for k in ("admin", "read")})
     try:
         # Keys live in the shared catalog: B verifies the ones made on A's home.
         b = start_server(root / "b", extra_env=env, keys={})
@@ -38,6 +45,7 @@ def nodes(tmp_path_factory, postgres, seaweedfs):
     with a.client() as c:
         ok_body(c.put(f"/v1/{WS}/slots/archive",
                       json={"root": "reports", "connection": "shared"}))
+    ENV.update({a.base: env, b.base: env})
     yield a, b
     stop_server(a)
     stop_server(b)
@@ -148,3 +156,63 @@ def test_slot_rewrites_racing_from_both_nodes(nodes):
     assert final["version"] == versions[-1]
     for server in (a, b):
         assert hashlib.sha256(content(server, uri)).hexdigest() == final["sha256"]
+
+
+def _restart(server, env: dict) -> None:
+    """Start `serve` again on the same home and port (after a SIGKILL)."""
+    full = base_env(server.home, server.clock_file, server.base)
+    full.update(env)
+    with open(server.log, "ab") as fh:
+        server.proc = subprocess.Popen(
+            [RESOURCES, "serve", "--host", "127.0.0.1", "--port", str(server.port)],
+            env=full, stdout=fh, stderr=subprocess.STDOUT, cwd=server.home.parent,
+            start_new_session=True)
+    server.pid = server.proc.pid
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{server.base}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+    assert wait_until(up, timeout=60), server.stderr_text()[-2000:]
+
+
+def test_sigkill_of_a_node_mid_write(nodes):
+    """B keeps serving while A is dead; A restarts, recovers and catches up; every
+    acknowledged write is found exactly once on both nodes."""
+    a, b = nodes
+    acked: dict[str, str] = {}          # word -> uri
+    stop = threading.Event()
+
+    def load(server) -> None:
+        with server.client(timeout=30.0) as c:
+            while not stop.is_set():
+                word = f"wordkill{uuid.uuid4().hex[:10]}"
+                spec = {"slot": "archive", "path": "kill", "filename": f"{word}.txt"}
+                try:
+                    r = upload(c, f"{word}\n".encode(), spec)
+                except httpx.TransportError:
+                    return                       # the node died under this request
+                if r.status_code == 201:
+                    acked[word] = r.json()["data"]["uri"]
+
+    threads = [threading.Thread(target=load, args=(s,)) for s in (a, a, b)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: len(acked) >= 10, timeout=30)
+    os.killpg(a.proc.pid, signal.SIGKILL)        # mid-write: two writers were busy on A
+    a.proc.wait(10)
+    during = len(acked)
+    # B goes on writing (the commit lock died with A's session) and answering.
+    assert wait_until(lambda: len(acked) >= during + 5, timeout=30)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    _restart(a, ENV[a.base])
+    for server in (a, b):
+        for word, uri in acked.items():
+            assert wait_until(lambda: search_uris(server, word) == [uri], timeout=10), \
+                (server.base, word)
+    with a.client() as c:
+        data = ok_body(c.get(f"/v1/{WS}/cluster"))["data"]
+    assert all(n["live"] and n["behind"] == 0 for n in data["nodes"] if n["live"])
