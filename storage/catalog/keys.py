@@ -57,6 +57,14 @@ class Keys:
                                  ).fetchone()
         return base64.b64decode(row[0])
 
+    def adopt_signing_secret(self, secret: bytes) -> bool:
+        """Make ``secret`` the shared one unless the catalog has one already (a home
+        migrated in keeps its signed URLs valid); whether it was adopted."""
+        with self.database.transaction() as tx:
+            return tx.execute("INSERT INTO meta(key, value) VALUES ('signing_secret', ?) "
+                              "ON CONFLICT(key) DO NOTHING",
+                              (base64.b64encode(secret).decode(),)).rowcount > 0
+
     # -- ended web sessions --------------------------------------------------------------
     def end_session(self, session_id: str, expires_at: float) -> None:
         with self.database.transaction() as tx:
