@@ -6,10 +6,11 @@ also runs with pypdf's work limits lowered, so most bombs stop early on their ow
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+
+from . import killable
 
 
 @dataclass
@@ -62,23 +63,18 @@ def extract_pdf_text(path: str, max_pages: int, max_chars: int) -> PdfText:
         return PdfText("", False, f"{type(exc).__name__}: {exc}"[:500])
 
 
+def _answer(job: tuple[str, int, int]) -> tuple[str, bool, str | None]:
+    path, max_pages, max_chars = job
+    result = extract_pdf_text(path, max_pages, max_chars)
+    return result.text, result.truncated, result.error
+
+
 def _worker(conn: Connection) -> None:
     import logging
     logging.getLogger("pypdf").setLevel(logging.ERROR)   # broken files are expected here
     _limit_pypdf()
     import pypdf  # noqa: F401 - imported before saying ready, so no job pays for it
-    conn.send("ready")
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        path, max_pages, max_chars = job
-        result = extract_pdf_text(path, max_pages, max_chars)
-        conn.send((result.text, result.truncated, result.error))
-
-
-STARTUP_SECONDS = 60.0
+    killable.serve_jobs(conn, _answer)
 
 
 class PdfWorker:
@@ -86,51 +82,23 @@ class PdfWorker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn: Connection | None = None
-
-    def _start(self) -> None:
-        ctx = mp.get_context("spawn")   # fork is unsafe in a threaded server
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child,), daemon=True, name="pdf-extract")
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        # Start-up (a fresh interpreter importing pypdf) is not part of any file's time
-        # bound: wait for the worker to say it is ready before handing it a job.
-        if not parent.poll(STARTUP_SECONDS) or parent.recv() != "ready":
-            self._kill()
-            raise RuntimeError("the PDF extraction worker did not start")
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+        self._worker = killable.KillableWorker(_worker, "pdf-extract",
+                                               "PDF extraction worker")
 
     def extract(self, path: str, max_pages: int, max_chars: int, timeout: float) -> PdfText:
         with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                self._kill()
-                try:
-                    self._start()
-                except (RuntimeError, OSError, EOFError) as exc:
-                    return PdfText("", False, f"extractor unavailable: {exc}")
-            assert self._conn is not None
             try:
-                self._conn.send((path, max_pages, max_chars))
-                if self._conn.poll(timeout):
-                    text, truncated, error = self._conn.recv()
-                    return PdfText(text, truncated, error)
-            except Exception as exc:  # noqa: BLE001 - a crashed or confused worker
-                # never fails the persist: drop it, report, start afresh next time.
-                self._kill()
-                return PdfText("", False, f"extractor failed: {type(exc).__name__}: {exc}")
-            self._kill()
-            return PdfText("", False, f"timeout: PDF extraction passed {timeout:g} s")
+                text, truncated, error = self._worker.call((path, max_pages, max_chars),
+                                                           timeout)
+            except killable.Unavailable as exc:
+                return PdfText("", False, f"extractor unavailable: {exc}")
+            except killable.Crashed as exc:   # never fails the persist: report, and
+                # the next call starts afresh
+                return PdfText("", False, f"extractor failed: {exc}")
+            except killable.TimedOut:
+                return PdfText("", False, f"timeout: PDF extraction passed {timeout:g} s")
+            return PdfText(text, truncated, error)
 
     def close(self) -> None:
         with self._lock:
-            self._kill()
+            self._worker.kill()

@@ -5,21 +5,22 @@ machine it renders the first page of the fixtures' report in ~2-50 ms after a 0.
 import. It is not safe from crafted files, though: fixtures/slow_pdf.py keeps it busy
 for ~12 s, and Pillow meets decompression bombs. So, like PDF text extraction
 (indexer/pdf.py), every render runs in a worker process that is killed at a time bound
-and capped in address space; the killed job leaves a negative entry, so a bad file costs
-one bounded attempt, never one per request.
+(indexer/killable.py) and capped in address space; the killed job leaves a negative
+entry, so a bad file costs one bounded attempt, never one per request.
 
 The cache is content-addressed (sha256 + size) under the data home, bounded in bytes
 (least recently used files go first), and shared by every resource with the same bytes.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
+
+from . import killable
 
 #: Largest edge of a thumbnail, per size name the web view asks for.
 SIZES = {"small": 256, "large": 768}
@@ -30,7 +31,6 @@ MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
                          "image/tiff", "image/x-icon", "image/vnd.microsoft.icon"})
 PDF_TYPES = frozenset({"application/pdf"})
-STARTUP_SECONDS = 60.0
 #: The worker's address-space cap: pdfium and Pillow allocate inside it or fail.
 WORKER_MEMORY_BYTES = 1536 * 1024 * 1024
 
@@ -78,6 +78,17 @@ def render_thumbnail(kind: str, src: str, dst: str, edge: int) -> None:
     out.save(dst, "WEBP", quality=80, method=4)
 
 
+def _answer(job: tuple[str, str, str, int]) -> str | None:
+    kind, src, dst, edge = job
+    try:
+        render_thumbnail(kind, src, dst, edge)
+        return None
+    except BaseException as exc:  # noqa: BLE001 - bombs, MemoryError, pdfium errors
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def _worker(conn: Connection) -> None:
     try:
         import resource
@@ -86,66 +97,30 @@ def _worker(conn: Connection) -> None:
         pass                               # not on this platform: the time bound stays
     import PIL.Image  # noqa: F401 - imported before "ready", so no job pays for it
     import pypdfium2  # noqa: F401
-    conn.send("ready")
-    while True:
-        try:
-            kind, src, dst, edge = conn.recv()
-        except EOFError:
-            return
-        try:
-            render_thumbnail(kind, src, dst, edge)
-            conn.send(None)
-        except BaseException as exc:  # noqa: BLE001 - bombs, MemoryError, pdfium errors
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            conn.send(f"{type(exc).__name__}: {exc}"[:300])
+    killable.serve_jobs(conn, _answer)
 
 
 class _Worker:
     """One long-lived worker process, restarted after a kill."""
 
     def __init__(self) -> None:
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn: Connection | None = None
-
-    def _start(self) -> None:
-        ctx = mp.get_context("spawn")   # fork is unsafe in a threaded server
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child,), daemon=True, name="thumbnails")
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        if not parent.poll(STARTUP_SECONDS) or parent.recv() != "ready":
-            self.kill()
-            raise RuntimeError("the thumbnail worker did not start")
+        self._worker = killable.KillableWorker(_worker, "thumbnails", "thumbnail worker")
 
     def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+        self._worker.kill()
 
     def render(self, kind: str, src: Path, dst: Path, edge: int, timeout: float
                ) -> tuple[bool, str | None]:
         """(done, error): done=False means "could not try" (do not remember it)."""
-        if self._proc is None or not self._proc.is_alive():
-            self.kill()
-            try:
-                self._start()
-            except (RuntimeError, OSError, EOFError) as exc:
-                return False, f"worker unavailable: {exc}"
-        assert self._conn is not None
         try:
-            self._conn.send((kind, str(src), str(dst), edge))
-            if self._conn.poll(timeout):
-                return True, self._conn.recv()
-        except (EOFError, OSError) as exc:      # died mid-job (memory cap, crash)
-            self.kill()
-            return True, f"worker died: {type(exc).__name__}"
-        self.kill()
-        return True, f"timeout: rendering passed {timeout:g} s"
+            return True, self._worker.call((kind, str(src), str(dst), edge), timeout,
+                                           crash_errors=(EOFError, OSError))
+        except killable.Unavailable as exc:
+            return False, f"worker unavailable: {exc}"
+        except killable.Crashed as exc:       # died mid-job (memory cap, crash)
+            return True, f"worker died: {type(exc.__cause__).__name__}"
+        except killable.TimedOut:
+            return True, f"timeout: rendering passed {timeout:g} s"
 
 
 @dataclass

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable, Protocol
 import watchfiles
 from watchfiles import Change, DefaultFilter
 
+from storage.config import DEFAULT_CONNECTION
 from storage.errors import NotFound, ResourceError
 
 class WatchedService(Protocol):
@@ -52,7 +53,7 @@ class WatchedService(Protocol):
     def adopt(self, workspace: str, spec: Any) -> Any: ...
     def forget_location(self, connection: str, key: str) -> Any: ...
 
-CONNECTION = "platform"
+CONNECTION = DEFAULT_CONNECTION
 IGNORED_SUFFIXES = (".part",)
 IGNORED_FOLDERS = ("tmp",)
 

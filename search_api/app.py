@@ -7,7 +7,6 @@ import logging
 import sqlite3
 import os
 import sys
-import threading
 import time
 from typing import Any, AsyncIterator
 
@@ -23,6 +22,7 @@ from storage.errors import RangeNotSatisfiable, ResourceError, translate_unexpec
 from .health import ops_routes
 from .kv_routes import kv_routes
 from .logs import log
+from .loops import Periodic
 from .metrics import Metrics, Refresher, serve_loopback
 from .observe import ObserveMiddleware, route_template
 from .opsconfig import OpsSettings
@@ -64,61 +64,50 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
                         status_code=500)
 
 
-class Background:
+class Background(Periodic):
     """The periodic gc of `serve` (the index follows in its own thread: IndexFollower)."""
 
     def __init__(self, service: ResourceService, sync_interval: float = 1.0) -> None:
+        # Nodes sharing a catalog heartbeat at once: listed (and waited for) from the start.
+        super().__init__("background", sync_interval, first_now=service.catalog.shared)
         self.service = service
         self.sync_interval = sync_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="background", daemon=True)
+        self.next_gc = service.now() + service.settings.gc_interval_seconds
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
         if self.service.catalog.shared:
             try:
                 self.service.cluster.leave()
             except Exception:  # noqa: BLE001 - a dead catalog: the heartbeat goes stale
                 pass
 
-    def _run(self) -> None:
+    def tick(self) -> None:
         svc = self.service
-        next_gc = svc.now() + svc.settings.gc_interval_seconds
-        shared = svc.catalog.shared
-        if shared:
-            try:
-                svc.cluster.heartbeat()       # listed (and waited for) from the start
-            except Exception as exc:  # noqa: BLE001 - the loop retries every second
-                log(jobs, logging.ERROR, "background heartbeat failed", event="job",
-                    job="heartbeat", error=repr(exc))
-        while not self._stop.wait(self.sync_interval):
-            job = "index-sync"
-            try:
-                if shared:
-                    job = "heartbeat"
-                    svc.cluster.heartbeat()
-                gc = getattr(svc, "gc", None)
-                # One sweeper across `serve --workers N`: the process that writes the
-                # index (two sweeps could race a slot rewrite that reuses an id).
-                follower = getattr(svc, "follower", None)
-                leading = follower is None or follower.leading
-                if gc is not None and leading and svc.now() >= next_gc:
-                    next_gc = svc.now() + svc.settings.gc_interval_seconds
-                    # Nodes sharing a catalog: the one that claims the due time sweeps.
-                    if not shared or svc.catalog.nodes.claim_due(
-                            "gc", svc.now(), svc.settings.gc_interval_seconds):
-                        job = "gc"
-                        started = time.monotonic()
-                        result = gc(dry_run=False)
-                        _job_line("gc", started, removed=result["count"],
-                                  bytes=result["bytes"], kv_removed=len(result["kv-removed"]))
-            except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
-                log(jobs, logging.ERROR, f"background {job} failed", event="job", job=job,
-                    error=repr(exc))
+        job = "index-sync"
+        try:
+            shared = svc.catalog.shared
+            if shared:
+                job = "heartbeat"
+                svc.cluster.heartbeat()
+            gc = getattr(svc, "gc", None)
+            # One sweeper across `serve --workers N`: the process that writes the
+            # index (two sweeps could race a slot rewrite that reuses an id).
+            follower = getattr(svc, "follower", None)
+            leading = follower is None or follower.leading
+            if gc is not None and leading and svc.now() >= self.next_gc:
+                self.next_gc = svc.now() + svc.settings.gc_interval_seconds
+                # Nodes sharing a catalog: the one that claims the due time sweeps.
+                if not shared or svc.catalog.nodes.claim_due(
+                        "gc", svc.now(), svc.settings.gc_interval_seconds):
+                    job = "gc"
+                    started = time.monotonic()
+                    result = gc(dry_run=False)
+                    _job_line("gc", started, removed=result["count"], bytes=result["bytes"],
+                              kv_removed=len(result["kv-removed"]))
+        except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
+            log(jobs, logging.ERROR, f"background {job} failed", event="job", job=job,
+                error=repr(exc))
 
 
 def _job_line(job: str, started: float, **fields: Any) -> None:
@@ -172,13 +161,15 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
                 service.follower = None
                 follower.stop()
             metrics.detach()
+            metrics.exit_process()
             if loopback is not None:
                 loopback.shutdown()
 
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    from .web import STATIC_DIR, web_routes   # the operator web view and picker (/ui/)
+    from .web import web_routes               # the operator web view and picker (/ui/)
+    from .web_base import STATIC_DIR
     from .web_picker import picker_web_routes  # the embeddable picker (before /ui/{ws})
     from .picker_routes import picker_routes   # its API: origins and sessions
     from .web_thumbs import thumb_routes       # thumbnails of resource pages
@@ -186,6 +177,7 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     from .web_lists import fallback_routes     # an HTML 404 for unknown /ui/ paths (last)
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
+    from . import breyta_openapi  # noqa: F401 - registers its OpenAPI part
     from .cluster_routes import cluster_routes   # nodes sharing the catalog
     app = _App(routes=[*ops_routes, *quota_routes, *routes, *cluster_routes, *kv_routes,
                        *picker_routes,

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from . import envelope
 from .auth import ADMIN
-from .routes import ok, principal, svc
+from ._http import ok, principal, svc
 
 
 async def cluster(request: Request) -> Response:

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from storage.config import DEFAULT_CONNECTION
 from storage.backend import StorageBackend
 from storage.errors import IndexBusy, InvalidPath, Unavailable
 
@@ -130,18 +131,18 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
 
 def _subject(connection: str, key: str) -> str:
     """Orphans on other connections are named ``<connection>:<key>``."""
-    return key if connection == "platform" else f"{connection}:{key}"
+    return key if connection == DEFAULT_CONNECTION else f"{connection}:{key}"
 
 
 def _location(subject: str) -> tuple[str, str]:
     head, sep, rest = subject.partition(":")
     if sep and "/" not in head:
         return head, rest
-    return "platform", subject
+    return DEFAULT_CONNECTION, subject
 
 
-def _quarantine(svc: ResourceService, key: str, connection: str = "platform") -> str:
-    if connection != "platform":
+def _quarantine(svc: ResourceService, key: str, connection: str = DEFAULT_CONNECTION) -> str:
+    if connection != DEFAULT_CONNECTION:
         # Object storage: a copy under _quarantine/ (outside workspaces/, so neither
         # doctor nor sync-slot sees it again), then the original goes.
         backend = svc.backends[connection]
@@ -157,7 +158,7 @@ def _quarantine(svc: ResourceService, key: str, connection: str = "platform") ->
             raise
         backend.delete(key)
         return f"{connection}:{dest}"
-    platform = svc.backends["platform"]
+    platform = svc.backends[DEFAULT_CONNECTION]
     if not key.startswith("workspaces/"):
         # Only blobs are ever moved: never the catalog, its WAL, the index or the secret.
         raise InvalidPath(f"{key} is not a blob location; it is never quarantined")
@@ -169,7 +170,7 @@ def _quarantine(svc: ResourceService, key: str, connection: str = "platform") ->
     return str(dest)
 
 
-def _slot_for(svc: ResourceService, key: str, connection: str = "platform"
+def _slot_for(svc: ResourceService, key: str, connection: str = DEFAULT_CONNECTION
               ) -> tuple[str, Any, str] | None:
     """(workspace, slot, path under root) when key sits in a bound slot folder of a
     connection that can adopt files."""

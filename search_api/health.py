@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from storage.errors import Unauthorized
+from storage.errors import Unauthorized, Unavailable
 
 from . import envelope
 from .auth import SERVICE_ADMIN, Principal
@@ -47,27 +47,13 @@ def check_catalog(service: Any) -> Check:
 
 
 def check_connection(name: str, backend: Any) -> Check:
-    """A backend may define ``ready()`` (an S3 HEAD bucket, say); the local one is ready
-    when its root and staging folders exist and are writable; any other is probed with a
-    stat of a key that does not exist (reachable: FileNotFoundError)."""
+    """The backend's own ``ready()``: the local one checks its root and staging folders
+    exist and are writable; the default probes a key that does not exist."""
     try:
-        ready = getattr(backend, "ready", None)
-        if callable(ready):
-            ready()
-            return _ok()
-        root, tmp = getattr(backend, "root", None), getattr(backend, "tmp_dir", None)
-        if root is not None:
-            for folder in (root, tmp):
-                if folder is not None and not (os.path.isdir(folder) and
-                                               os.access(folder, os.W_OK | os.X_OK)):
-                    return _fail(f"connection {name}: a storage folder is missing or "
-                                 f"not writable")
-            return _ok()
-        try:
-            backend.stat("_readyz/probe")
-        except FileNotFoundError:
-            pass
+        backend.ready()
         return _ok()
+    except Unavailable as exc:
+        return _fail(f"connection {name}: {exc}")
     except Exception as exc:  # noqa: BLE001 - any failure means not reachable
         return _fail(f"connection {name} unreachable: {type(exc).__name__}")
 

@@ -13,7 +13,7 @@ from storage.errors import BadRequest
 from . import envelope
 from .auth import READ, WRITE
 from .openapi import EXTRA_PATHS, _err, _ok, _p, _q
-from .routes import json_body, ok, principal, svc
+from ._http import json_body, ok, principal, svc
 
 
 async def kv_put(request: Request) -> Response:

@@ -11,16 +11,15 @@ Every metric lives in the app's own ``CollectorRegistry`` (not the process-globa
 so several apps in one test process do not collide. The names are listed in
 docs/operations.md.
 
-Multiprocess mode: `serve` has no ``--workers`` in this tree. When it gains one, set
-``PROMETHEUS_MULTIPROC_DIR`` (emptied at start) before the workers fork, build the
-counters on the default registry, and let ``render`` collect with
-``prometheus_client.multiprocess.MultiProcessCollector``; the snapshot gauges must then
-be computed by one process only (the refresher of worker 0) or declared with
-``multiprocess_mode="max"``. See docs/operations.md.
+Multiprocess mode (`serve --workers N`, ``PROMETHEUS_MULTIPROC_DIR`` set before the
+workers start): counters and histograms are written to per-process files and a scrape
+sums them; the snapshot gauges are computed by one process and shared through a file;
+process figures are per worker. The details are in ``multiproc.py``.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -33,7 +32,10 @@ from prometheus_client.registry import Collector
 
 from storage import events
 
+from . import multiproc
+
 from .logs import log
+from .loops import Periodic
 
 logger = logging.getLogger("resources.jobs")
 
@@ -89,7 +91,15 @@ class Snapshot(Collector):
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        ProcessCollector(registry=r)          # process_resident_memory_bytes, _open_fds, ...
+        #: Multiprocess mode: the directory the workers share (None: one process).
+        self.multiproc_dir = multiproc.directory()
+        self.process: multiproc.ProcessMetrics | None = None
+        if self.multiproc_dir is None:
+            ProcessCollector(registry=r)      # process_resident_memory_bytes, _open_fds, ...
+        else:
+            self.process = multiproc.ProcessMetrics()
+            self.refresh_lock = multiproc.RefreshLock(self.multiproc_dir)
+            self.scrape_registry = multiproc.scrape_registry(self.multiproc_dir)
         self.http_requests = Counter(
             "resources_http_requests", "HTTP requests by route template and status",
             ["method", "route", "status"], registry=r)
@@ -156,6 +166,13 @@ class Metrics:
     def detach(self) -> None:
         events.unsubscribe(self.on_event)
 
+    def exit_process(self) -> None:
+        """Multiprocess mode, this worker stopping: its live gauges go (its counters stay:
+        what it counted still happened), and another worker may refresh the snapshot."""
+        if self.multiproc_dir is not None:
+            self.refresh_lock.release()
+            multiproc.mark_dead(os.getpid(), self.multiproc_dir)
+
     # -- requests -------------------------------------------------------------------------
     def observe_request(self, method: str, route: str, status: int, seconds: float,
                         bytes_in: int, bytes_out: int) -> None:
@@ -169,7 +186,14 @@ class Metrics:
 
     # -- background gauges ----------------------------------------------------------------
     def refresh(self, service: Any) -> None:
-        """Recompute the snapshot gauges (one grouped catalog query, index and disk)."""
+        """Recompute the snapshot gauges (one grouped catalog query, index and disk). In
+        multiprocess mode: this worker's process figures, and the snapshot only in the
+        process that holds the refresh lock."""
+        if self.multiproc_dir is not None:
+            assert self.process is not None
+            self.process.update()
+            if not self.refresh_lock.held():
+                return
         fams = []
         usage_bytes = GaugeMetricFamily("resources_storage_bytes",
                                         "Stored bytes per workspace and tier (catalog)",
@@ -207,44 +231,42 @@ class Metrics:
                                       "When these gauges were computed (unix time)",
                                       value=time.time()))
         self.snapshot.families = fams
+        if self.multiproc_dir is not None:
+            multiproc.publish(self.multiproc_dir, fams)
 
     def render(self) -> tuple[bytes, str]:
+        if self.multiproc_dir is not None:
+            assert self.process is not None
+            self.process.update()
+            return generate_latest(self.scrape_registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class Refresher:
+class Refresher(Periodic):
     """The thread that keeps the snapshot gauges fresh (first refresh at start)."""
 
     def __init__(self, service: Any, metrics: Metrics, interval: float) -> None:
-        self.service, self.metrics, self.interval = service, metrics, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-refresh", daemon=True)
+        super().__init__("metrics-refresh", interval, first_now=True)
+        self.service, self.metrics = service, metrics
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                self.metrics.refresh(self.service)
-                log(logger, logging.DEBUG, "metrics refreshed", event="job", job="metrics-refresh",
-                    duration_ms=round((time.monotonic() - started) * 1000, 2))
-            except Exception as exc:  # noqa: BLE001 - keep refreshing, say why
-                log(logger, logging.ERROR, "metrics refresh failed", event="job",
-                    job="metrics-refresh", error=repr(exc))
-            if self._stop.wait(self.interval):
-                return
+    def tick(self) -> None:
+        started = time.monotonic()
+        try:
+            self.metrics.refresh(self.service)
+            log(logger, logging.DEBUG, "metrics refreshed", event="job", job="metrics-refresh",
+                duration_ms=round((time.monotonic() - started) * 1000, 2))
+        except Exception as exc:  # noqa: BLE001 - keep refreshing, say why
+            log(logger, logging.ERROR, "metrics refresh failed", event="job",
+                job="metrics-refresh", error=repr(exc))
 
 
-def serve_loopback(metrics: Metrics, port: int) -> Any:
-    """A key-less /metrics on 127.0.0.1:port (for a local Prometheus agent). Returns the
+def serve_loopback(metrics: Metrics | CollectorRegistry, port: int) -> Any:
+    """A key-less /metrics on 127.0.0.1:port (for a local Prometheus agent) of the app's
+    metrics, or of a registry (the `serve` parent's, in multiprocess mode). Returns the
     server; ``shutdown()`` stops it."""
     from prometheus_client import start_http_server
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
+    registry = metrics if isinstance(metrics, CollectorRegistry) else \
+        metrics.scrape_registry if metrics.multiproc_dir is not None else metrics.registry
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     return server
 

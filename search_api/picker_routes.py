@@ -14,7 +14,7 @@ from storage.clock import rfc3339
 from . import envelope
 from .auth import ADMIN
 from .openapi import EXTRA_PATHS, _err, _ok, _p
-from .routes import json_body, ok, principal, svc
+from ._http import json_body, ok, principal, svc
 
 
 async def picker_origins(request: Request) -> Response:

@@ -15,7 +15,7 @@ from storage.errors import BadRequest
 
 from . import envelope
 from .health import service_admin
-from .routes import json_body, ok, svc
+from ._http import json_body, ok, svc
 
 
 async def list_quotas(request: Request) -> Response:

@@ -256,7 +256,7 @@ class RemoteApi:
             resources = None
         return {"mode": "remote", "server": self.base_url, "workspace": self.workspace,
                 "key-id": me["key-id"], "scopes": me["scopes"],
-                "server-ok": health.get("ok"), "index-backlog": catalog.resources.get("index-backlog"),
+                "server-ok": health.get("ok"), "index-backlog": catalog.get("index-backlog"),
                 "resources": resources}
 
     def picker_origins(self, origins: list[str] | None) -> dict:

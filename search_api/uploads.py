@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from storage.config import DEFAULT_CONNECTION
 from storage.errors import InvalidSpec, NotFound
 from storage.layout import check_key_length, check_workspace, optional_segments, split_segments
 from indexer.schema import effective_content
 from storage.backend import BlobWriter
 from storage.records import Resource, new_id
 from storage.spec import parse_spec
+
+from .persist import PersistJob
 
 
 if TYPE_CHECKING:
@@ -47,12 +50,12 @@ class UploadsMixin:
         folder_segs = optional_segments((folder or "").strip("/") or None, "folder")
         name_segs = split_segments(filename, "filename")
         key = "/".join(["workspaces", workspace, "persist", "_upload", *folder_segs, *name_segs])
-        platform = self.backends["platform"]
+        platform = self.backends[DEFAULT_CONNECTION]
         check_key_length(key)
         # A file where a folder of this upload must go (or the reverse) is a 409 now,
         # not a refused write after the bytes arrived.
         platform.check_target(key)
-        existing = self.catalog.resources.by_location("platform", key)
+        existing = self.catalog.resources.by_location(DEFAULT_CONNECTION, key)
         if existing is not None and existing.expires_at is not None \
                 and existing.expires_at <= self.now():
             self.lifecycle.delete([existing])      # expired: gc's work, done now
@@ -96,7 +99,7 @@ class UploadsMixin:
         session = self._upload_session(workspace, session_id, uri)
         if session["state"] not in ("pending", "uploaded"):
             raise Conflict("this upload is already completed")
-        writer = self.backends["platform"].open_write(
+        writer = self.backends[DEFAULT_CONNECTION].open_write(
             session["staging_key"], self.settings.tiers["retained"].max_bytes)
         return session, writer
 
@@ -107,7 +110,7 @@ class UploadsMixin:
         writer.publish()
         if not self.catalog.uploads.move(session["id"], "uploaded", ("pending", "uploaded"),
                                          size=writer.size):
-            self.backends["platform"].delete(session["staging_key"])
+            self.backends[DEFAULT_CONNECTION].delete(session["staging_key"])
             raise Conflict("the upload session ended meanwhile (completed or superseded)")
         return writer.size
 
@@ -123,18 +126,17 @@ class UploadsMixin:
             raise Conflict("no bytes were uploaded yet: PUT the file to the upload-url first")
         if not self.catalog.uploads.move(session["id"], "completing", ("uploaded",)):
             raise Conflict("this upload is being completed by another request")
-        platform = self.backends["platform"]
+        platform = self.backends[DEFAULT_CONNECTION]
         back_to = "uploaded"
         try:
-            current = self.catalog.resources.by_location("platform", session["key"])
+            current = self.catalog.resources.by_location(DEFAULT_CONNECTION, session["key"])
             if current is not None and current.id != session["resource_id"]:
                 raise Conflict("another upload to the same folder and filename finished "
                                "meanwhile: start again")
             spec = parse_spec({"type": "blob", "filename": session["filename"],
                                "content-type": session["content_type"]})
             writer = platform.open_write(session["key"], self.settings.tiers[spec.tier].max_bytes)
-            from .service import PersistJob   # service imports this module
-            job = PersistJob(self, workspace, spec, writer, platform, "platform", session["key"],
+            job = PersistJob(self.persister, workspace, spec, writer, platform, DEFAULT_CONNECTION, session["key"],
                              None, None, session["filename"], None)
             job.resource_id = session["resource_id"]   # type: ignore[attr-defined]
             try:
@@ -158,7 +160,7 @@ class UploadsMixin:
     def sweep_upload_sessions(self) -> int:
         """Drop expired upload sessions and their staged bytes; returns how many."""
         import time
-        platform = self.backends["platform"]
+        platform = self.backends[DEFAULT_CONNECTION]
         gone = self.catalog.uploads.sweep(self.now())
         for staging in gone:
             platform.delete(staging)

@@ -70,7 +70,7 @@ def relative_time(ts: float | None, now: float | None = None) -> str:
 
 async def unknown_ui_path(request: Request) -> Response:
     """Any /ui/ path no route knows: the web view's own 404 page, not the API's JSON."""
-    from .web import page
+    from .web_base import page
 
     @page
     async def handler(request: Request) -> Response:

@@ -49,7 +49,7 @@ def _headers(response: Response, origin: str | None) -> Response:
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int,
             origin: str | None) -> Response:
-    from .web import templates
+    from .web_base import templates
     response = templates.TemplateResponse(request, name, context, status_code=status)
     return _headers(response, origin)
 
@@ -110,7 +110,7 @@ async def picker_upload(request: Request) -> Response:
     """Raw body (``fetch`` of the chosen File), ``?filename=``; JSON in, JSON out."""
     from starlette.responses import JSONResponse
 
-    from .routes import stream_body
+    from ._http import stream_body
     service = svc(request)
     session = await _session(request)
     spec = await run_in_threadpool(service.picker_upload_spec, session,

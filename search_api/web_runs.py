@@ -16,7 +16,7 @@ from storage.records import Resource
 
 from .auth import WRITE
 from .service import ResourceService
-from .web import _Redirect, _secure_headers, page, read_form, require_session, svc
+from .web_base import _Redirect, _secure_headers, page, read_form, require_session, svc
 
 
 class _Sink:

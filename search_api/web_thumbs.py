@@ -14,7 +14,7 @@ from starlette.routing import Route
 from indexer.thumbs import SIZES, Thumb
 from storage.errors import BadRequest
 
-from .web import page, require_session, svc
+from .web_base import page, require_session, svc
 
 
 def thumb_size(request: Request) -> str:

@@ -33,6 +33,9 @@ class BlobStat:
 class BlobWriter(abc.ABC):
     #: Where the staged bytes sit until published (a path the recovery can check).
     staging_ref: str
+    #: Several ``publish(durable=False)`` into one folder are made durable together by
+    #: one ``sync_folder()`` (local files); otherwise each publish is durable itself.
+    folder_barrier: bool = False
     max_bytes: int
     size: int
     sha256: str
@@ -62,6 +65,13 @@ class BlobWriter(abc.ABC):
     def abort(self) -> None:
         """Drop the staged bytes; safe to call more than once."""
 
+    def folder_ref(self) -> str:
+        """The folder ``sync_folder`` makes durable (writers with ``folder_barrier``)."""
+        raise NotImplementedError
+
+    def sync_folder(self) -> None:
+        raise NotImplementedError
+
 
 class StorageBackend(abc.ABC):
     #: The ``storage-backend`` value of records on this backend (platform, s3).
@@ -82,6 +92,14 @@ class StorageBackend(abc.ABC):
 
     def adopt(self, key: str, max_bytes: int) -> BlobWriter:
         raise NotImplementedError(f"the {self.family} backend cannot adopt files")
+
+    def ready(self) -> None:
+        """Raise when the backend cannot serve now (readiness probe). The default asks
+        for a key that does not exist: reachable means FileNotFoundError."""
+        try:
+            self.stat("_readyz/probe")
+        except FileNotFoundError:
+            pass
 
     def describe(self) -> str:
         """Where the blobs are, for messages and doctor (never with credentials)."""

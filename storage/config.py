@@ -31,6 +31,11 @@ def default_tiers() -> dict[str, Tier]:
     }
 
 
+#: The connection every install has: local files under the data home. A persist with no
+#: slot, and the Breyta face's uploads, go here.
+DEFAULT_CONNECTION = "platform"
+
+
 @dataclass
 class Settings:
     """Everything configurable, read once from the environment (or given by a test)."""

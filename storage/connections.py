@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from .config import DEFAULT_CONNECTION
 from .backend import StorageBackend
 from .config import Settings
 from .errors import InvalidSpec
@@ -49,7 +50,7 @@ def connections_file(settings: Settings) -> Path:
 def _config(name: str, raw: Mapping[str, Any], where: str) -> S3Config:
     if not _NAME.match(name):
         raise InvalidSpec(f"{where}: connection name {name!r} is not valid")
-    if name == "platform":
+    if name == DEFAULT_CONNECTION:
         raise InvalidSpec(f"{where}: 'platform' is the local data home and cannot be "
                           f"redefined (yet)")
     for k in raw:
@@ -111,7 +112,7 @@ def load_connections(settings: Settings) -> dict[str, S3Config]:
 def build_backends(settings: Settings) -> dict[str, StorageBackend]:
     """The service's backends by connection name; no network is touched here."""
     backends: dict[str, StorageBackend] = {
-        "platform": LocalBackend(settings.home, settings.tmp_dir)}
+        DEFAULT_CONNECTION: LocalBackend(settings.home, settings.tmp_dir)}
     for name, cfg in load_connections(settings).items():
         backends[name] = S3Backend(cfg, settings.tmp_dir / "s3",
                                    spool_max=settings.extract_max_read,

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .config import DEFAULT_CONNECTION
 from .backend import BlobWriter, StorageBackend
 from .catalog import Catalog
 from .errors import Conflict, IdempotencyConflict, Unavailable, from_os_error
@@ -178,7 +179,7 @@ class Lifecycle:
                 writer = p.item[0]
                 # A backend whose writers can share a folder barrier (local files) gets
                 # one fsync per folder; any other makes each publish durable itself.
-                grouped = hasattr(writer, "sync_folder")
+                grouped = writer.folder_barrier
                 try:
                     writer.publish(durable=not grouped)
                 except Exception as exc:  # noqa: BLE001 - this persist fails, not the group
@@ -192,7 +193,7 @@ class Lifecycle:
                     failed.append(intent)
                     continue
                 if grouped:
-                    folders.setdefault(writer.folder_ref(), writer)  # type: ignore[attr-defined]
+                    folders.setdefault(writer.folder_ref(), writer)
                 published.append((p, intent))
             # One fsync per folder, all at once: the filesystem's journal commits them
             # together, where one after another each would wait for its own commit.
@@ -355,7 +356,7 @@ class Lifecycle:
         return counts
 
     def _recover_one(self, intent_id: int, kind: str, payload: dict) -> str | None:
-        backend = self.backends.get(payload.get("connection", "platform"))
+        backend = self.backends.get(payload.get("connection", DEFAULT_CONNECTION))
         if backend is None:
             return None
         if kind == "persist":

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .backend import BlobStat, BlobWriter, StorageBackend
-from .errors import Conflict, InvalidPath, TooLarge, from_os_error
+from .blockwrite import BlockBuffer, admit
+from .errors import Conflict, InvalidPath, TooLarge, Unavailable, from_os_error
 
 STAGING_SUFFIX = ".part"
 BLOCK = 1024 * 1024
@@ -59,6 +60,8 @@ def _open_regular(path: Path):
 
 
 class LocalWriter(BlobWriter):
+    folder_barrier = True
+
     def __init__(self, backend: "LocalBackend", key: str, max_bytes: int) -> None:
         self.backend = backend
         self.key = key
@@ -71,27 +74,17 @@ class LocalWriter(BlobWriter):
         # files whose owner died (the kernel drops the lock with the process).
         fcntl.flock(self._fh, fcntl.LOCK_EX)
         self._hash = hashlib.sha256()
-        self._buf = bytearray()
+        self._blocks = BlockBuffer(BLOCK, self._write_block)
         self.size = 0
         self.sha256 = ""
         self._done = False
 
     def write(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.max_bytes:
-            self.abort()
-            raise TooLarge(
-                f"body exceeds the tier limit of {self.max_bytes:,} bytes; nothing was kept",
-                limit=self.max_bytes)
-        self.size += len(chunk)
+        admit(self, chunk)
         try:
-            if not self._buf and len(chunk) >= BLOCK:
-                self._write_block(chunk)
-                return
-            # Small chunks (an HTTP body arrives in ~64 KiB pieces) are gathered into
-            # blocks: one write and one hash call per block, not per piece.
-            self._buf += chunk
-            if len(self._buf) >= BLOCK:
-                self._flush_buffer()
+            # Small chunks are gathered into blocks: one write and one hash call per
+            # block, not per piece.
+            self._blocks.add(chunk)
         except OSError as exc:
             self._fail(exc)
 
@@ -102,11 +95,6 @@ class LocalWriter(BlobWriter):
         if typed is None:
             raise exc
         raise typed from exc
-
-    def _flush_buffer(self) -> None:
-        with memoryview(self._buf) as view:
-            self._write_block(view)
-        self._buf.clear()
 
     def _write_block(self, data: bytes | memoryview) -> None:
         if len(data) >= BLOCK:
@@ -127,8 +115,7 @@ class LocalWriter(BlobWriter):
         # The handle (and its lock) stays open until publish or abort, so no recovery in
         # another process takes this staged file for abandoned in between.
         try:
-            if self._buf:
-                self._flush_buffer()
+            self._blocks.flush()
             self._fh.flush()
             if durable:
                 os.fsync(self._fh.fileno())
@@ -234,6 +221,11 @@ class LocalBackend(StorageBackend):
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
+
+    def ready(self) -> None:
+        for folder in (self.root, self.tmp_dir):
+            if not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+                raise Unavailable("a storage folder is missing or not writable")
     def path_for(self, key: str) -> Path:
         # Keys are validated by the layout already; this is the last line of defence:
         # nothing below the root is ever reached through a symbolic link (a link in a

@@ -37,6 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .backend import BlobStat, BlobWriter, StorageBackend
+from .blockwrite import BlockBuffer, admit
 from .errors import InvalidPath, TooLarge, Unavailable, VersionConflict
 
 MiB = 1024 * 1024
@@ -302,7 +303,7 @@ class S3Writer(BlobWriter):
         self.size = 0
         self.sha256 = ""
         self._hash = hashlib.sha256()
-        self._buf = bytearray()
+        self._blocks = BlockBuffer(backend.config.part_size, self._ship, keeps=True)
         self._parts: list[tuple[int, Future]] = []
         self._upload: str | None = None
         self._etag: str | None = None
@@ -324,22 +325,14 @@ class S3Writer(BlobWriter):
 
     # -- streaming -----------------------------------------------------------------------
     def write(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.max_bytes:
-            self.abort()
-            raise TooLarge(
-                f"body exceeds the tier limit of {self.max_bytes:,} bytes; nothing was kept",
-                limit=self.max_bytes)
-        self.size += len(chunk)
+        admit(self, chunk)
         self._hash.update(chunk)
         self._to_spool(chunk)
-        self._buf += chunk
-        if len(self._buf) >= self.backend.config.part_size:
-            try:
-                self._ship(bytes(self._buf))
-            except BaseException:
-                self.abort()
-                raise
-            self._buf = bytearray()
+        try:
+            self._blocks.add(chunk)        # a part is shipped once one is gathered
+        except BaseException:
+            self.abort()
+            raise
 
     def _to_spool(self, chunk: bytes) -> None:
         if self._spool_left is None:
@@ -374,14 +367,12 @@ class S3Writer(BlobWriter):
         self._spool.flush()
         self.sha256 = self._hash.hexdigest()
         if self._upload is not None:
-            if self._buf:
-                self._ship(bytes(self._buf))
-                self._buf = bytearray()
+            self._blocks.flush()
             etags = [f.result()["ETag"].strip('"') for _, f in self._parts]
             digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in etags))
             self._etag = f"{digest.hexdigest()}-{len(etags)}"
         else:
-            self._etag = hashlib.md5(self._buf).hexdigest()
+            self._etag = hashlib.md5(self._blocks.pending).hexdigest()
         self.staging_ref = _make_ref(self.key, self._upload, self._etag, self._spool_path.name)
 
     def read_staged(self, max_bytes: int) -> bytes:
@@ -403,7 +394,8 @@ class S3Writer(BlobWriter):
             b.call("complete_multipart_upload", self.key, Key=self.object_key,
                    UploadId=self._upload, MultipartUpload={"Parts": parts}, **cond)
         else:
-            b.call("put_object", self.key, Key=self.object_key, Body=bytes(self._buf), **cond)
+            b.call("put_object", self.key, Key=self.object_key, Body=bytes(self._blocks.pending),
+                   **cond)
         self._done = True
         self._cleanup()
 
@@ -426,7 +418,7 @@ class S3Writer(BlobWriter):
             self._cleanup()
 
     def _cleanup(self) -> None:
-        self._buf = bytearray()
+        self._blocks.clear()
         self._parts = []
         try:
             self._spool.close()          # releases the flock

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from storage.config import DEFAULT_CONNECTION
 from storage.errors import BadRequest, NotFound
 
 from ..output import fit_middle, width
@@ -139,7 +140,7 @@ def slots() -> None:
 @slots.command(name="bind")
 @click.argument("slot", shell_complete=complete_slot)
 @click.option("--root", required=True, help="Storage root, e.g. reports/acme.")
-@click.option("--connection", default="platform", show_default=True,
+@click.option("--connection", default=DEFAULT_CONNECTION, show_default=True,
               help="The storage connection the root lives on.")
 @format_option
 @run

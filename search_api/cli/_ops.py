@@ -101,9 +101,29 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
                     log_level=ops.log_level, log_config=None, access_log=False, **limits)
     else:
         service.close()       # opened once to recover and to fail early on a bad home
-        uvicorn.run("search_api.app:app_from_env", factory=True, workers=workers,
-                    host=host, port=port, log_level=ops.log_level, log_config=None,
-                    access_log=False, **limits)
+        _serve_workers(workers, ops.metrics_port, host=host, port=port,
+                       log_level=ops.log_level, log_config=None, access_log=False, **limits)
+
+
+def _serve_workers(workers: int, metrics_port: int | None, **options) -> None:
+    """`serve --workers N`: Prometheus multiprocess mode set up before uvicorn spawns the
+    workers (they inherit the environment); this parent process serves the key-less
+    loopback /metrics, if asked, and marks killed workers dead (search_api/multiproc.py)."""
+    import uvicorn
+
+    from .. import multiproc
+    from ..metrics import serve_loopback
+    path = multiproc.prepare(config().home)
+    os.environ.pop("RESOURCES_METRICS_PORT", None)     # one listener: this process's
+    loopback = serve_loopback(multiproc.scrape_registry(path), metrics_port) \
+        if metrics_port else None
+    janitor = multiproc.Janitor(path).start()
+    try:
+        uvicorn.run("search_api.app:app_from_env", factory=True, workers=workers, **options)
+    finally:
+        janitor.stop()
+        if loopback is not None:
+            loopback.shutdown()
 
 
 @click.command()

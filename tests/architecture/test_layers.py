@@ -116,3 +116,16 @@ def test_sql_lives_only_in_the_catalog_package():
                     offences.append(f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}")
     assert offences == []
 
+
+MAX_LINES = 500
+
+
+def test_no_module_over_500_lines():
+    """Modules small and named for what they hold: past 500 lines one wants splitting."""
+    big = []
+    for package in [*LAYERS, "bench"]:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            lines = len(path.read_text().splitlines())
+            if lines > MAX_LINES:
+                big.append(f"{path.relative_to(ROOT)}: {lines}")
+    assert big == []
