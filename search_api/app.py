@@ -142,9 +142,14 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if background else None
         loopback = serve_loopback(metrics, ops.metrics_port) if ops.metrics_port else None
         metrics.attach()
-        follower = None
+        follower = unlisten = None
         if bg:
-            follower = IndexFollower(service.index, lead=lead, log=service.log).start()
+            # A shared catalog wakes the follower by LISTEN/NOTIFY: polling the database
+            # 20 times a second per node is then only the fallback, at 2 a second.
+            shared = service.catalog.shared
+            follower = IndexFollower(service.index, lead=lead, log=service.log,
+                                     poll=0.5 if shared else 0.05).start()
+            unlisten = service.catalog.database.listen(follower.nudge) if shared else None
             service.follower = follower
             service.wait_default = service.settings.write_ack == "indexed"
         for thread in (bg, refresher):
@@ -156,6 +161,8 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             for thread in (bg, refresher):
                 if thread:
                     thread.stop()
+            if follower is not None and unlisten is not None:
+                unlisten()
             if follower is not None:
                 service.wait_default = True
                 service.follower = None

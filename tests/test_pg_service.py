@@ -119,3 +119,32 @@ def test_an_intent_left_by_a_sigkill_is_recovered(tmp_path, pg_url):
         assert svc.search("ws-crash", "baseword1").total == 1
     finally:
         svc.close()
+
+
+def test_a_commit_to_the_change_log_wakes_listeners(pg_url):
+    """LISTEN/NOTIFY: followers on other nodes wake at the commit of a change, not at a
+    rolled-back one, and not at a write that appends nothing to the log."""
+    import threading
+
+    from storage.catalog import Catalog
+    listener, writer = Catalog(pg_url), Catalog(pg_url)
+    woken = threading.Event()
+    stop = listener.database.listen(woken.set)
+    try:
+        assert woken.wait(5)                 # the first wake: (re)connected
+        woken.clear()
+        writer.kv.sweep(0.0)                 # a write without a change: no wake
+        try:
+            with writer.transaction() as tx:
+                writer.changes.append(tx, "R1")
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        assert not woken.wait(1.5)
+        with writer.transaction() as tx:
+            writer.changes.append(tx, "R2")
+        assert woken.wait(5)
+    finally:
+        stop()
+        listener.close()
+        writer.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -38,6 +38,9 @@ WRITE_LOCK = 0x72737263
 MIGRATE_LOCK = WRITE_LOCK + 1
 #: Held (session-scoped) by ``commit_lock()`` for the publish+record step of a persist.
 COMMIT_LOCK = WRITE_LOCK + 2
+
+#: The channel on which a commit that appended to the change log wakes the followers.
+CHANNEL = "resources_changes"
 
 #: Errors that mean "the database is not reachable right now", not "this SQL is wrong".
 _DOWN = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError)
@@ -99,6 +102,11 @@ class PgTx:
     def __init__(self, database: "PostgresDatabase", conn: psycopg.Connection) -> None:
         self._database = database
         self.conn = conn
+        #: Set when the change log grew in this transaction: followers are woken at commit.
+        self.changed = False
+
+    def note_change(self) -> None:
+        self.changed = True
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> BufferedCursor:
         with self._database.translated_errors():
@@ -194,6 +202,10 @@ class PostgresDatabase:
                     conn.execute("ROLLBACK")
                 raise
             self._local.tx = None
+            if tx.changed:
+                # Delivered only if and when the transaction commits; one per transaction
+                # however many changes it appended.
+                conn.execute(f"NOTIFY {CHANNEL}")
             conn.execute("COMMIT")
 
     @contextlib.contextmanager
@@ -227,6 +239,34 @@ class PostgresDatabase:
         """The lock of the publish+record step of a persist, across every node (where a
         SQLite home uses a host-local flock)."""
         return SessionLock(self, COMMIT_LOCK)
+
+    def listen(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` whenever another connection commits changes to the log (LISTEN
+        on a dedicated connection, in a thread); returns the function that stops it. A
+        lost connection is re-established every second; meanwhile, and for anything a
+        notification could miss, the follower's poll is the fallback."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(self.url, autocommit=True,
+                                         connect_timeout=max(int(self.timeout), 2)) as conn:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                        wake()          # (re)connected: whatever was missed meanwhile
+                        while not stop.is_set():
+                            for _ in conn.notifies(timeout=1.0, stop_after=1):
+                                wake()
+                except psycopg.Error:
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=run, name="catalog-listen", daemon=True)
+        thread.start()
+
+        def stop_listening() -> None:
+            stop.set()
+            thread.join(5)
+        return stop_listening
 
     def close(self) -> None:
         self._pool.close()
