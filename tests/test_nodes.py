@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from pg_server import wait_until
-from server import KEY_SPECS, RESOURCES, base_env, ok_body, start_server, stop_server, upload
+from server import (KEY_SPECS, RESOURCES, base_env, cli, ok_body, start_server, stop_server,
+                    upload)
 
 WS = "ws-acme"
 #: base URL -> the environment its node was started with (for a restart).
@@ -156,6 +157,44 @@ def test_slot_rewrites_racing_from_both_nodes(nodes):
     assert final["version"] == versions[-1]
     for server in (a, b):
         assert hashlib.sha256(content(server, uri)).hexdigest() == final["sha256"]
+
+
+def test_a_third_node_starts_from_an_index_snapshot(nodes, tmp_path):
+    """A snapshot published from A's home (while A serves) bootstraps node C, which then
+    replays the log from the snapshot's position and answers like A and B."""
+    a, b = nodes
+    words = []
+    for i in range(3):
+        word = f"wordsnap{uuid.uuid4().hex[:8]}"
+        with a.client() as c:
+            ok_body(upload(c, f"before {word}\n".encode(),
+                           {"slot": "archive", "path": "snap", "filename": f"{word}.txt"},
+                           **{"wait-for": "all"}), 201)
+        words.append(word)
+    env = base_env(a.home)
+    env.update(ENV[a.base])
+    published = json.loads(cli("index-snapshot", "--connection", "shared", "--format", "json",
+                               env=env).stdout)["data"]
+    assert published["key"].startswith("_index-snapshots/") and published["position"] > 0
+    # A write after the snapshot: C must get it from the log, not from the snapshot.
+    late = f"wordlate{uuid.uuid4().hex[:8]}"
+    with b.client() as c:
+        ok_body(upload(c, f"after {late}\n".encode(),
+                       {"slot": "archive", "path": "snap", "filename": f"{late}.txt"}), 201)
+    words.append(late)
+    c_node = start_server(tmp_path / "c", extra_env={**ENV[a.base],
+                                                    "RESOURCES_INDEX_SNAPSHOTS": "shared"},
+                          keys={})
+    c_node.keys = dict(a.keys)
+    try:
+        assert "restored from snapshot" in c_node.stderr_text()
+        for word in words:
+            assert wait_until(lambda: search_uris(c_node, word) == search_uris(a, word) != [],
+                              timeout=10), word
+        for q in ("before", "after", "shared"):
+            assert sorted(search_uris(c_node, q)) == sorted(search_uris(b, q))
+    finally:
+        stop_server(c_node)
 
 
 def _restart(server, env: dict) -> None:

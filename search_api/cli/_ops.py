@@ -88,6 +88,8 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
             os.environ[name] = value
     settings = Settings.from_env(config().home)
     try:
+        from ._snapshot import bootstrap       # a new node starts from an index snapshot
+        bootstrap(settings)
         service = ResourceService(settings, log=logs.service_logger())
     except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
         click.echo(f"error: {exc.message}", err=True)
