@@ -126,6 +126,15 @@ class PgReader:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> BufferedCursor:
         with self._database.connection() as conn:
+            try:
+                return _run(conn, sql, params)
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+                self._database.purge()
+        # A connection that broke since its last use (the server restarted): a read is
+        # safe to repeat, once, on a fresh one.
+        with self._database.connection() as conn:
             return _run(conn, sql, params)
 
     def executemany(self, sql: str, seq: Any) -> BufferedCursor:
@@ -148,9 +157,8 @@ class PostgresDatabase:
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True, "connect_timeout": max(int(timeout), 2)},
-            # Every borrowed connection is checked first (one round trip): after a server
-            # restart the stale ones are dropped instead of failing a request each.
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # No check per borrow (it would double every read's round trips): a
+            # connection found broken is retried once and the idle ones purged (purge()).
             # While the server is down, keep trying to reconnect in the background; each
             # request meanwhile waits at most ``timeout`` and then answers 503.
             reconnect_timeout=3600, name="catalog")
@@ -172,11 +180,29 @@ class PostgresDatabase:
                               f"nothing was written, retry later") from exc
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit connection for a moment (a broken one is discarded by
-        the pool's check and replaced in the background)."""
-        with self.translated_errors(), self._pool.connection() as conn:
-            yield conn
+    def connection(self, first: str | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection for a moment. ``first``: a statement to run at
+        once; when it finds the connection broken since its last use (a server restart),
+        the stale connections are dropped and one fresh connection is tried."""
+        with self.translated_errors():
+            for attempt in (0, 1):
+                with self._pool.connection() as conn:
+                    if first is not None:
+                        try:
+                            conn.execute(first)
+                        except psycopg.OperationalError:
+                            if attempt or not conn.broken:
+                                raise
+                            self.purge()
+                            continue
+                    yield conn
+                    return
+
+    def purge(self) -> None:
+        """Drop idle connections that died with the server (the pool replaces them):
+        found by the first request after a restart instead of one request each."""
+        with contextlib.suppress(*_DOWN):
+            self._pool.check()
 
     # -- the unit of work ----------------------------------------------------------------
     def reader(self) -> PgTx | PgReader:
@@ -189,9 +215,8 @@ class PostgresDatabase:
         if outer is not None:               # nested use joins the outer transaction
             yield outer
             return
-        with self.connection() as conn:
+        with self.connection(first="BEGIN") as conn:
             tx = PgTx(self, conn)
-            conn.execute("BEGIN")
             self._local.tx = tx
             try:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))

@@ -41,8 +41,13 @@ class Resources:
         reader = self.database.reader()
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
-            cur = reader.execute(
-                f"SELECT * FROM resources WHERE id IN ({placeholders(len(chunk))})", chunk)
+            if self.database.dialect == "postgresql":
+                # One statement text for any page size: prepared once per connection, where
+                # IN (?, ?, ...) would be a new statement for every length.
+                cur = reader.execute("SELECT * FROM resources WHERE id = ANY(?)", (chunk,))
+            else:
+                cur = reader.execute(
+                    f"SELECT * FROM resources WHERE id IN ({placeholders(len(chunk))})", chunk)
             for row in rows_as_dicts(cur):
                 out[row["id"]] = Resource.from_row(row)
         return out
