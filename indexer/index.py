@@ -364,6 +364,11 @@ class SearchIndex(IndexReader):
                 self._applied_cond.wait(min(0.01, left))
         return True
 
+    @property
+    def follower_name(self) -> str | None:
+        """This index's row in the catalog's ``followers`` (its directory's name)."""
+        return self._target
+
     def status(self) -> dict:
         """Position and lag of this index behind the catalog (for /healthz and meta)."""
         head = self.catalog.changes.head()

@@ -69,15 +69,16 @@ async def json_body(request: Request, limit: int = 1024 * 1024) -> Any:
         raise BadRequest("body is not accepted: JSON nested too deeply") from None
 
 
-def wait_for(request: Request) -> bool | None:
+def wait_for(request: Request) -> bool | str | None:
     """``?wait-for=indexed``: answer a write only once this node's searches show it;
+    ``all``: once every live node's do (nodes sharing a catalog, docs/scale-out.md);
     ``durable``: once saved (the default of `serve`). Absent: the server's default."""
     value = request.query_params.get("wait-for")
     if value is None:
         return None
-    if value not in ("indexed", "durable"):
-        raise BadRequest("wait-for must be indexed or durable")
-    return value == "indexed"
+    if value not in ("indexed", "durable", "all"):
+        raise BadRequest("wait-for must be indexed, all or durable")
+    return "all" if value == "all" else value == "indexed"
 
 
 async def stream_body(request: Request, write: Callable[[bytes], None], max_bytes: int,

@@ -68,27 +68,43 @@ class Background(Periodic):
     """The periodic gc of `serve` (the index follows in its own thread: IndexFollower)."""
 
     def __init__(self, service: ResourceService, sync_interval: float = 1.0) -> None:
-        super().__init__("background", sync_interval)
+        # Nodes sharing a catalog heartbeat at once: listed (and waited for) from the start.
+        super().__init__("background", sync_interval, first_now=service.catalog.shared)
         self.service = service
         self.sync_interval = sync_interval
         self.next_gc = service.now() + service.settings.gc_interval_seconds
+
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
+        if self.service.catalog.shared:
+            try:
+                self.service.cluster.leave()
+            except Exception:  # noqa: BLE001 - a dead catalog: the heartbeat goes stale
+                pass
 
     def tick(self) -> None:
         svc = self.service
         job = "index-sync"
         try:
+            shared = svc.catalog.shared
+            if shared:
+                job = "heartbeat"
+                svc.cluster.heartbeat()
             gc = getattr(svc, "gc", None)
             # One sweeper across `serve --workers N`: the process that writes the
             # index (two sweeps could race a slot rewrite that reuses an id).
             follower = getattr(svc, "follower", None)
             leading = follower is None or follower.leading
             if gc is not None and leading and svc.now() >= self.next_gc:
-                job = "gc"
                 self.next_gc = svc.now() + svc.settings.gc_interval_seconds
-                started = time.monotonic()
-                result = gc(dry_run=False)
-                _job_line("gc", started, removed=result["count"], bytes=result["bytes"],
-                          kv_removed=len(result["kv-removed"]))
+                # Nodes sharing a catalog: the one that claims the due time sweeps.
+                if not shared or svc.catalog.nodes.claim_due(
+                        "gc", svc.now(), svc.settings.gc_interval_seconds):
+                    job = "gc"
+                    started = time.monotonic()
+                    result = gc(dry_run=False)
+                    _job_line("gc", started, removed=result["count"], bytes=result["bytes"],
+                              kv_removed=len(result["kv-removed"]))
         except Exception as exc:  # noqa: BLE001 - keep the loop alive, say why
             log(jobs, logging.ERROR, f"background {job} failed", event="job", job=job,
                 error=repr(exc))
@@ -126,10 +142,15 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if background else None
         loopback = serve_loopback(metrics, ops.metrics_port) if ops.metrics_port else None
         metrics.attach()
-        follower = None
+        follower = unlisten = None
         embedder = None
         if bg:
-            follower = IndexFollower(service.index, lead=lead, log=service.log).start()
+            # A shared catalog wakes the follower by LISTEN/NOTIFY: polling the database
+            # 20 times a second per node is then only the fallback, at 2 a second.
+            shared = service.catalog.shared
+            follower = IndexFollower(service.index, lead=lead, log=service.log,
+                                     poll=0.5 if shared else 0.05).start()
+            unlisten = service.catalog.database.listen(follower.nudge) if shared else None
             service.follower = follower
             service.wait_default = service.settings.write_ack == "indexed"
             embedder = service.start_semantic_follower(lead)
@@ -145,6 +166,8 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             if embedder is not None:
                 service.semantic_follower = None
                 embedder.stop()
+            if follower is not None and unlisten is not None:
+                unlisten()
             if follower is not None:
                 service.wait_default = True
                 service.follower = None
@@ -167,7 +190,9 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
     ui_static = Mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     from .breyta import breyta_routes   # the Breyta CLI face (/api/...), errors its own
     from . import breyta_openapi  # noqa: F401 - registers its OpenAPI part
-    app = _App(routes=[*ops_routes, *quota_routes, *routes, *kv_routes, *picker_routes,
+    from .cluster_routes import cluster_routes   # nodes sharing the catalog
+    app = _App(routes=[*ops_routes, *quota_routes, *routes, *cluster_routes, *kv_routes,
+                       *picker_routes,
                        ui_static, *picker_web_routes, *thumb_routes, *run_routes, *web_routes,
                        *fallback_routes, *breyta_routes],
                     lifespan=lifespan,

@@ -123,8 +123,9 @@ def document(server_url: str = "") -> dict[str, Any]:
             "if-version": {"type": "integer", "minimum": 0}}},
     }
     wait = _q("wait-for", "indexed: answer once this node's searches show the change; "
+                          "all: once every live node's searches do; "
                           "durable (the default): once blob and record are saved",
-              schema={"type": "string", "enum": ["indexed", "durable"]})
+              schema={"type": "string", "enum": ["indexed", "all", "durable"]})
     binary = {"description": "The bytes", "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}
     # An object-storage resource can be fetched from the store itself (docs/s3.md).

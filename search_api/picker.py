@@ -26,7 +26,6 @@ from storage.layout import check_workspace
 from storage.records import Resource
 
 from .auth import ADMIN, READ, WRITE, Principal
-from .signing import load_secret
 
 MAX_ORIGINS = 20
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 3600, 900
@@ -103,7 +102,7 @@ class PickerMixin:
     def _picker_serializer(self) -> URLSafeSerializer:
         ser = getattr(self, "_picker_ser", None)
         if ser is None:
-            ser = URLSafeSerializer(load_secret(self.settings.secret_path), salt=_SALT)
+            ser = URLSafeSerializer(self.signer.secret, salt=_SALT)
             self._picker_ser = ser   # type: ignore[attr-defined]
         return ser
 

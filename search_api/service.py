@@ -27,18 +27,19 @@ from storage.connections import build_backends
 from storage.errors import IndexBusy, InvalidSpec, NotEnabled
 from storage.kv import KvEntry, KvStore
 from storage.layout import check_root, check_slot_name, check_workspace
-from storage.lifecycle import CommitLock, Lifecycle
+from storage.lifecycle import Lifecycle, commit_lock_for
 from storage.quotas import QuotaStore
 from storage.records import Resource, SearchIndexOverrides, Slot
 from storage.spec import PersistSpec
 
 from .auth import KeyStore
+from .cluster import Cluster
 from .overrides import Overrides
 from .persist import KV_PERSIST_MAX_BYTES, PersistJob, PersistPipeline, PersistResult
 from .picker import PickerMixin
 from .queries import Page, Queries
 from .retention import Retention
-from .signing import Signer, load_secret, parse_ttl
+from .signing import Signer, parse_ttl, service_secret
 from .uploads import UploadsMixin
 from .views import ViewsMixin
 
@@ -64,10 +65,11 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         settings.home.mkdir(parents=True, exist_ok=True)
         self._batch_depth = 0
         self._batch_lock = threading.Lock()
-        self.catalog = Catalog(settings.catalog_path)
+        self.catalog = Catalog(settings.catalog_location)
         self.backends: dict[str, StorageBackend] = build_backends(settings)
         self.lifecycle = Lifecycle(self.catalog, self.backends,
-                                   CommitLock(settings.home / "locks" / "commit.lock"),
+                                   commit_lock_for(self.catalog,
+                                                   settings.home / "locks" / "commit.lock"),
                                    self.now, self.log)
         self.index = SearchIndex(settings.index_dir, self.catalog,
                                  settings.index_lock_wait_seconds, self.log)
@@ -77,7 +79,8 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.quotas = QuotaStore(settings.home / "quotas.json", self.catalog,
                                  tuple(settings.tiers))
         self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
-        self.signer = Signer(load_secret(settings.secret_path))
+        self.signer = Signer(service_secret(settings, self.catalog))
+        self.cluster = Cluster(self)      # this node among those sharing the catalog
         self.persister = PersistPipeline(settings, self.catalog, self.backends, self.lifecycle,
                                          self.pdf, self._slot, self._index_now, self.now)
         self.queries = Queries(self.catalog, self.backends, self.index, self.signer,
@@ -173,6 +176,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                 f"not searchable within {self.settings.index_lock_wait_seconds:g} s")
         except IndexBusy as exc:
             problem = exc.message
+        if problem is None and wait == "all" and not self.cluster.wait_all(
+                position, self.settings.index_lock_wait_seconds):
+            problem = f"not searchable on every node within " \
+                      f"{self.settings.index_lock_wait_seconds:g} s"
         if problem is None:
             return
         message = (f"the change is saved but {problem}; the index follows the change log "

@@ -33,6 +33,14 @@ def load_secret(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def service_secret(settings, catalog) -> bytes:
+    """The signing secret: from the catalog when several nodes share it (so what one
+    node signs verifies on every node), else the data home's own file."""
+    if settings.catalog_url:
+        return catalog.keys.signing_secret()
+    return load_secret(settings.secret_path)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -56,6 +64,8 @@ def parse_ttl(value: object) -> int:
 class Signer:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        #: The secret itself: the web session and picker serializers derive theirs from it.
+        self.secret = secret
         # A key of its own for search cursors, derived from the one secret, so a
         # cursor can never be replayed as a signed-URL token or the other way round.
         self.cursor_secret = hmac.new(secret, b"search-cursor-key", hashlib.sha256).digest()

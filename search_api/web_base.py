@@ -32,7 +32,6 @@ from storage.errors import Forbidden, ResourceError, Unauthorized
 from .auth import READ, Principal
 from .observe import note_principal
 from .service import ResourceService
-from .signing import load_secret
 from .web_lists import relative_time
 
 HERE = Path(__file__).resolve().parent
@@ -95,7 +94,7 @@ def svc(request: Request) -> ResourceService:
 def _serializer(request: Request) -> URLSafeTimedSerializer:
     ser = getattr(request.app.state, "web_serializer", None)
     if ser is None:
-        secret = load_secret(svc(request).settings.secret_path)
+        secret = svc(request).signer.secret      # shared by every node of a catalog
         ser = URLSafeTimedSerializer(secret, salt="resources-web-session")
         request.app.state.web_serializer = ser
     return ser

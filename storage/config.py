@@ -59,6 +59,9 @@ class Settings:
     #: Semantic and hybrid search (the local embedding model). False: the light install
     #: without the model; mode=semantic|hybrid then answers 501, never lexically.
     semantic: bool = True
+    #: A ``postgresql://`` URL: the catalog several nodes share (docs/scale-out.md).
+    #: None: the one-machine default, SQLite in the data home.
+    catalog_url: str | None = None
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -80,6 +83,10 @@ class Settings:
             if value not in ("on", "off"):
                 raise ValueError("RESOURCES_SEMANTIC must be on or off")
             s.semantic = value == "on"
+        if env.get("RESOURCES_CATALOG_URL"):
+            s.catalog_url = env["RESOURCES_CATALOG_URL"]
+            if not s.catalog_url.startswith(("postgresql://", "postgres://")):
+                raise ValueError("RESOURCES_CATALOG_URL must be a postgresql:// URL")
         if env.get("RESOURCES_INDEX_LOCK_WAIT_SECONDS"):
             s.index_lock_wait_seconds = float(env["RESOURCES_INDEX_LOCK_WAIT_SECONDS"])
         return s
@@ -89,6 +96,11 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.home / "catalog.db"
+
+    @property
+    def catalog_location(self) -> str | Path:
+        """What the catalog opens: the shared database's URL, else the SQLite file."""
+        return self.catalog_url or self.catalog_path
 
     @property
     def index_dir(self) -> Path:

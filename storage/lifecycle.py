@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .config import DEFAULT_CONNECTION
 from .backend import BlobWriter, StorageBackend
@@ -69,6 +70,18 @@ class CommitLock:
                     fcntl.flock(self._fh, fcntl.LOCK_UN)
                     self._fh.close()
                     self._fh = None
+
+
+#: Age after which a staged upload nobody on this node owns counts as abandoned, when
+#: several nodes share the catalog (and so the S3 buckets).
+SHARED_STAGING_GRACE = 3600.0
+
+
+def commit_lock_for(catalog: Catalog, path: Path) -> Any:
+    """The commit lock of this catalog: a database lock when the catalog is shared by
+    several nodes (PostgreSQL), else a flock on ``path`` in the data home."""
+    factory = getattr(catalog.database, "commit_lock", None)
+    return factory() if factory is not None else CommitLock(path)
 
 
 class Lifecycle:
@@ -330,7 +343,12 @@ class Lifecycle:
                 except (OSError, Unavailable) as exc:
                     self.log(f"recovery: staged writes of {backend.describe()} left: {exc}")
                     continue
-                for ref, _mtime in staged:
+                for ref, mtime in staged:
+                    # On a shared catalog another node may be streaming into the same
+                    # bucket right now (its writers are invisible from here): only what
+                    # is old enough to be abandoned goes.
+                    if self.catalog.shared and time.time() - mtime < SHARED_STAGING_GRACE:
+                        continue
                     backend.discard_staging(ref)
                     counts["staging_removed"] += 1
         if any(counts.values()):

@@ -49,6 +49,8 @@ def files_under(root: Path) -> set[str]:
 from server import api_server  # noqa: E402,F401
 # A real SeaweedFS for the S3 connection tests (tests/s3_server.py), one per session.
 from s3_server import seaweedfs  # noqa: E402,F401
+# A real PostgreSQL for the shared-catalog tests (tests/pg_server.py), one per session.
+from pg_server import pg_url, postgres  # noqa: E402,F401
 
 
 T0 = 1_800_000_000.0

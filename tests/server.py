@@ -146,7 +146,7 @@ def start_server(tmp: Path, public_url: str | None = None, keys: dict | None = N
     if extra_env:
         env.update(extra_env)
     made = {name: create_key(home, ws, scopes, env)
-            for name, (ws, scopes) in (keys or KEY_SPECS).items()}
+            for name, (ws, scopes) in (KEY_SPECS if keys is None else keys).items()}
     log = tmp / "server.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([RESOURCES, "serve", "--host", "127.0.0.1", "--port", str(port),

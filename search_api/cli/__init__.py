@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from . import _groups, _ops, _resources
+from . import _groups, _migrate, _ops, _resources, _snapshot
 
 __all__ = ["main"]
 
@@ -37,7 +37,8 @@ def main(ctx: click.Context, profile: str | None) -> None:
     ctx.obj = {"profile": profile}
 
 
-for _cmd in (*_resources.COMMANDS, *_groups.GROUPS, *_ops.COMMANDS):
+for _cmd in (*_resources.COMMANDS, *_groups.GROUPS, *_ops.COMMANDS, _migrate.migrate,
+             _snapshot.index_snapshot):
     main.add_command(_cmd)
 
 from ..quota_cli import register as _register_quota  # noqa: E402

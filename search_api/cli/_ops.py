@@ -39,10 +39,13 @@ from ._context import config, damaged, fail, format_option, make_api, run
 @click.option("--indexer/--no-indexer", default=True, show_default=True,
               help="Follow the change log here; --no-indexer when `resources indexer` "
                    "runs elsewhere on this data home.")
+@click.option("--catalog", metavar="URL", default=None,
+              help="A postgresql:// catalog shared by several nodes (default "
+                   "$RESOURCES_CATALOG_URL, else SQLite in the data home).")
 def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
           keep_alive_timeout: int, limit_concurrency: int, log_level: str | None,
           log_format: str | None, metrics_port: int | None, workers: int | None,
-          indexer: bool) -> None:
+          indexer: bool, catalog: str | None) -> None:
     """Serve the HTTP API (and web view) with uvicorn on the data home.
 
     Logs one JSON line per request and per background job on stderr; /metrics (a
@@ -75,12 +78,18 @@ def serve(host: str, port: int, max_header_bytes: int, header_timeout: float,
     if not os.environ.get("RESOURCES_PUBLIC_URL"):
         os.environ["RESOURCES_PUBLIC_URL"] = f"http://{host}:{port}"
     os.environ["RESOURCES_INDEXER"] = "1" if indexer else "0"
+    if catalog:
+        if not catalog.startswith(("postgresql://", "postgres://")):
+            raise click.UsageError("--catalog must be a postgresql:// URL")
+        os.environ["RESOURCES_CATALOG_URL"] = catalog
     for name, value in (("RESOURCES_LOG_LEVEL", ops.log_level),
                         ("RESOURCES_LOG_FORMAT", ops.log_format)):
         if value:                 # unset: each worker decides (text on a terminal)
             os.environ[name] = value
     settings = Settings.from_env(config().home)
     try:
+        from ._snapshot import bootstrap       # a new node starts from an index snapshot
+        bootstrap(settings)
         service = ResourceService(settings, log=logs.service_logger())
     except ResourceError as exc:          # a damaged catalog: one clear line, no traceback
         click.echo(f"error: {exc.message}", err=True)

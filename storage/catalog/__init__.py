@@ -19,18 +19,34 @@ from .database import Database, SqliteDatabase, Tx
 from .intents import Intents
 from .keys import Keys
 from .kv import KvRow, KvRows
+from .nodes import NodeRow, Nodes
 from .resources import Resources
 from .slots import Idempotency, PickerOrigins, Slots
 from .sqlite_schema import SCHEMA_VERSION, migrate
 from .uploads import UploadSessions
 from .vectors import VectorStore
 
-__all__ = ["Catalog", "Database", "KvRow", "SCHEMA_VERSION", "Tx", "open_database"]
+__all__ = ["Catalog", "Database", "KvRow", "NodeRow", "SCHEMA_VERSION", "Tx", "is_url", "open_database"]
+
+
+def is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
 def open_database(location: str | Path) -> Database:
-    """The database behind a catalog location: a file path (SQLite) — the one-machine
-    default — migrated to this code's schema."""
+    """The database behind a catalog location, migrated to this code's schema: a file
+    path is SQLite (the one-machine default); a ``postgresql://`` URL is a PostgreSQL
+    database several nodes share (imported only then: SQLite homes never load psycopg)."""
+    if is_url(location):
+        from . import postgres_schema
+        from .postgres import PostgresDatabase
+        pg = PostgresDatabase(str(location))
+        try:
+            postgres_schema.migrate(pg)
+        except BaseException:
+            pg.close()
+            raise
+        return pg
     database = SqliteDatabase(Path(location))
     migrate(database)
     return database
@@ -50,6 +66,12 @@ class Catalog:
         self.kv = KvRows(self.database)
         self.uploads = UploadSessions(self.database)
         self.vectors = VectorStore(self.database)
+        self.nodes = Nodes(self.database)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other service nodes may share this catalog (PostgreSQL)."""
+        return self.database.dialect != "sqlite"
 
     @property
     def location(self) -> str:

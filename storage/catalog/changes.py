@@ -25,6 +25,9 @@ class ChangeLog:
         position (also remembered as this thread's latest change)."""
         pos = int(tx.execute("INSERT INTO changes(resource_id, at) VALUES (?, ?) RETURNING pos",
                              (resource_id, time.time())).fetchone()[0])
+        note = getattr(tx, "note_change", None)
+        if note is not None:        # PostgreSQL: other nodes' followers are notified at commit
+            note()
         self._local.last_position = pos
         return pos
 

@@ -1,5 +1,9 @@
-"""API keys (only their hashes) and web sessions ended before their cookie expires."""
+"""API keys (only their hashes), web sessions ended before their cookie expires, and
+the signing secret when several nodes share the catalog."""
 from __future__ import annotations
+
+import base64
+import os
 
 from .database import Database
 
@@ -37,6 +41,29 @@ class Keys:
                 return None
             tx.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
             return str(row[0])
+
+    def signing_secret(self) -> bytes:
+        """The secret that signs URLs, cursors and cookies, shared by every node of the
+        catalog: made once (the first node's write transaction wins; the others read
+        it), so what one node signs verifies on all of them."""
+        row = self.database.reader().execute(
+            "SELECT value FROM meta WHERE key = 'signing_secret'").fetchone()
+        if row is None:
+            with self.database.transaction() as tx:
+                tx.execute("INSERT INTO meta(key, value) VALUES ('signing_secret', ?) "
+                           "ON CONFLICT(key) DO NOTHING",
+                           (base64.b64encode(os.urandom(32)).decode(),))
+                row = tx.execute("SELECT value FROM meta WHERE key = 'signing_secret'"
+                                 ).fetchone()
+        return base64.b64decode(row[0])
+
+    def adopt_signing_secret(self, secret: bytes) -> bool:
+        """Make ``secret`` the shared one unless the catalog has one already (a home
+        migrated in keeps its signed URLs valid); whether it was adopted."""
+        with self.database.transaction() as tx:
+            return tx.execute("INSERT INTO meta(key, value) VALUES ('signing_secret', ?) "
+                              "ON CONFLICT(key) DO NOTHING",
+                              (base64.b64encode(secret).decode(),)).rowcount > 0
 
     # -- ended web sessions --------------------------------------------------------------
     def end_session(self, session_id: str, expires_at: float) -> None:

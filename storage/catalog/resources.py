@@ -11,6 +11,8 @@ from typing import Any, Iterator
 from ..records import Resource
 from .database import Database, Tx, one_as_dict, placeholders, rows_as_dicts
 
+# PostgreSQL's SUM over BIGINT is NUMERIC (a Decimal in Python): cast back to an integer.
+_SUM_SIZE = "CAST(COALESCE(SUM(size), 0) AS BIGINT)"
 _CHUNK = 500        # ids per IN (...) list: well below both databases' parameter limits
 
 
@@ -39,8 +41,13 @@ class Resources:
         reader = self.database.reader()
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
-            cur = reader.execute(
-                f"SELECT * FROM resources WHERE id IN ({placeholders(len(chunk))})", chunk)
+            if self.database.dialect == "postgresql":
+                # One statement text for any page size: prepared once per connection, where
+                # IN (?, ?, ...) would be a new statement for every length.
+                cur = reader.execute("SELECT * FROM resources WHERE id = ANY(?)", (chunk,))
+            else:
+                cur = reader.execute(
+                    f"SELECT * FROM resources WHERE id IN ({placeholders(len(chunk))})", chunk)
             for row in rows_as_dicts(cur):
                 out[row["id"]] = Resource.from_row(row)
         return out
@@ -141,20 +148,20 @@ class Resources:
         where, params = ("WHERE workspace = ?", (workspace,)) if workspace else ("", ())
         return [tuple(r) for r in self.database.reader().execute(
             f"SELECT workspace, tier, COALESCE(storage_root, ''), COUNT(*), "
-            f"COALESCE(SUM(size), 0) FROM resources {where} "
+            f"{_SUM_SIZE} FROM resources {where} "
             f"GROUP BY workspace, tier, COALESCE(storage_root, '') ORDER BY 1, 2, 3", params)]
 
     def usage_by_tier(self) -> list[tuple[str, str, int, int]]:
         """(workspace, tier, count, bytes) over every workspace."""
         return [tuple(r) for r in self.database.reader().execute(
-            "SELECT workspace, tier, COUNT(*), COALESCE(SUM(size), 0) FROM resources "
+            f"SELECT workspace, tier, COUNT(*), {_SUM_SIZE} FROM resources "
             "GROUP BY workspace, tier")]
 
     def tier_usage(self, workspace: str, tier: str, tx: Tx | None = None) -> tuple[int, int]:
         """(bytes, count) of one workspace's tier, inside the caller's transaction when
         given (quota admission reads what the transaction has written so far)."""
         row = self._tx(tx).execute(
-            "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM resources WHERE workspace = ? "
+            f"SELECT {_SUM_SIZE}, COUNT(*) FROM resources WHERE workspace = ? "
             "AND tier = ?", (workspace, tier)).fetchone()
         return int(row[0]), int(row[1])
 

@@ -5,7 +5,8 @@ re-reads blobs), slots, idempotency keys, API keys, the KV store, ``intents`` (d
 half-done operations, finished or rolled back at the next start), ``changes`` (the change
 log: one row per change to a resource, with a monotonically increasing position, written
 in the same transaction as the change), ``followers`` (each index's applied position, so
-the log is pruned only behind every one of them) and ``counters`` (the write sequence).
+the log is pruned only behind every one of them), ``counters`` (the write sequence) and
+``nodes`` (service nodes' heartbeats).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import sqlite_utils
 from ..errors import CatalogDamaged
 from .database import SqliteDatabase
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -119,13 +120,21 @@ def _m7(db: sqlite_utils.Database) -> None:
 
 
 def _m8(db: sqlite_utils.Database) -> None:
+    # Service nodes sharing the catalog (docs/scale-out.md): each writes a heartbeat row
+    # naming its index follower, so /cluster lists them and wait-for=all knows whom to
+    # wait for. A one-machine home has one row.
+    db.execute("CREATE TABLE nodes (name TEXT PRIMARY KEY, url TEXT, follower TEXT, "
+               "started_at FLOAT NOT NULL, heartbeat_at FLOAT NOT NULL)")
+
+
+def _m9(db: sqlite_utils.Database) -> None:
     # Embedding vectors of semantic search (issue 19): tables defined beside their SQL.
     from .vectors import migrate as vectors
     vectors(db)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3, _m4, _m5, _m6, _m7,
-                                                             _m8]
+                                                             _m8, _m9]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -1,7 +1,8 @@
 """The catalog contract: every catalog implementation passes these same tests.
 
 Adding a catalog is one module in storage/catalog/ and one line in CATALOGS below. Each
-test gets an empty catalog (SQLite: a fresh file in tmp_path).
+test gets an empty catalog (SQLite: a fresh file in tmp_path; PostgreSQL: a fresh
+database on the session's server, tests/pg_server.py).
 """
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ def make_sqlite(request, tmp_path: Path) -> Callable[[], Catalog]:
     return lambda: Catalog(tmp_path / "catalog.db")
 
 
+def make_pg(request, tmp_path: Path) -> Callable[[], Catalog]:
+    url = request.getfixturevalue("pg_url")       # a fresh database per test
+    return lambda: Catalog(url)
+
+
 CATALOGS: dict[str, Callable[..., Callable[[], Catalog]]] = {
     "sqlite": make_sqlite,
+    "postgresql": make_pg,
 }
 
 
@@ -343,3 +350,56 @@ def test_health_probes(cat):
     assert cat.probe_writable(2.0) is None
     assert cat.integrity() == []
     assert cat.schema_version() >= 7
+
+
+# -- nodes and background jobs ---------------------------------------------------------
+def test_nodes_heartbeat_with_their_follower_positions(cat):
+    cat.changes.set_follower("index-a", 7)
+    cat.nodes.heartbeat("a", "http://a", "index-a", 1.0, 10.0)
+    cat.nodes.heartbeat("b", "http://b", "index-b", 2.0, 10.0)
+    cat.nodes.heartbeat("a", "http://a", "index-a", 1.0, 20.0)
+    rows = {n.name: n for n in cat.nodes.list()}
+    assert (rows["a"].heartbeat_at, rows["a"].position) == (20.0, 7)
+    assert rows["b"].position is None                 # its index has not registered yet
+    assert cat.nodes.slowest_live(now=21.0, live_within=5.0) == (7, 1)   # b is stale
+    assert cat.nodes.slowest_live(now=12.0, live_within=5.0) == (0, 2)
+    cat.nodes.remove("b")
+    assert [n.name for n in cat.nodes.list()] == ["a"]
+
+
+def test_a_due_job_is_claimed_once(open_catalog):
+    a, b = open_catalog(), open_catalog()
+    assert a.nodes.claim_due("gc", now=100.0, interval=60.0)
+    assert not b.nodes.claim_due("gc", now=100.0, interval=60.0)
+    assert not b.nodes.claim_due("gc", now=159.0, interval=60.0)
+    assert b.nodes.claim_due("gc", now=160.0, interval=60.0)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(
+        c.nodes.claim_due("sweep", now=5.0, interval=60.0))) for c in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+# -- embedding vectors (semantic search) -------------------------------------------------
+def test_vectors_replace_forget_and_report(cat):
+    from storage.catalog.vectors import Chunk, chunk_key
+    put(cat, resource("A"))
+    put(cat, resource("B"))
+    vec = bytes(range(256)) * 3                  # 384 float16 values
+    keys = cat.vectors.replace("A", "ws", cat.resources.get("A").seq, "m1",
+                               [Chunk(0, 5, vec), Chunk(5, 9, vec[::-1])])
+    assert keys == [chunk_key("A", 0), chunk_key("A", 1)]
+    assert cat.vectors.docs(["A", "B"]) == {"A": ("ws", cat.resources.get("A").seq, "m1")}
+    rows = list(cat.vectors.vectors_of(["A"]))
+    assert sorted(bytes(r[4]) for r in rows) == sorted([vec, vec[::-1]])
+    assert cat.vectors.spans([keys[1]]) == {keys[1]: ("A", 5, 9)}
+    assert cat.vectors.pending("ws", "m1") == 1                 # B has none
+    assert cat.vectors.missing()[0] == 1 and cat.vectors.counts() == (1, 2)
+    with cat.transaction() as tx:
+        cat.resources.delete(tx, "A")
+    assert cat.vectors.orphans()[1] == ["A"]
+    cat.vectors.forget(["A"])
+    assert cat.vectors.counts() == (0, 0)
