@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# docs/cli.md from the commands' own help (tests/test_cli_reference.py checks it).
+# docs/cli.md from the commands' own help (tests/search_api/test_cli_reference.py checks it).
 docs: deps
 	$(BIN)/python -m search_api.cli._reference > docs/cli.md
 

@@ -192,7 +192,7 @@ def _git() -> str | None:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                               capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!bench", ":!tests/test_bench_smoke.py"], cwd=REPO, capture_output=True, text=True,
+                                ".", ":!bench", ":!tests/search_api/test_bench_smoke.py"], cwd=REPO, capture_output=True, text=True,
                                timeout=10).stdout.strip()
         return f"{head}{' + uncommitted changes' if dirty else ''}" if head else None
     except (OSError, subprocess.SubprocessError):

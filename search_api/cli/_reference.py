@@ -1,7 +1,7 @@
 """docs/cli.md, generated from the click commands themselves (`make docs`).
 
 The reference is each command's own --help at a fixed width, so it cannot say anything
-the CLI does not do; tests/test_cli_reference.py fails when the file is stale.
+the CLI does not do; tests/search_api/test_cli_reference.py fails when the file is stale.
 """
 from __future__ import annotations
 

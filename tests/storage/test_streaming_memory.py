@@ -17,7 +17,7 @@ from storage.errors import TooLarge
 WS = "ws-acme"
 MiB = 1024 * 1024
 RETAINED_MAX = 52_428_800
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def stream(total: int, chunk: int = MiB):

@@ -20,7 +20,7 @@ from search_api import doctor
 from search_api.service import ResourceService
 from storage.config import Settings
 
-DRIVER = Path(__file__).resolve().parent / "crash_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "crash_driver.py"
 WS = "ws-crash"
 
 CASES = [

@@ -11,7 +11,7 @@ WS = "ws-acme"
 
 
 def _load_make_slow_pdf():
-    path = Path(__file__).resolve().parent.parent / "fixtures" / "slow_pdf.py"
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "slow_pdf.py"
     spec = importlib.util.spec_from_file_location("fixtures_slow_pdf", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -119,7 +119,7 @@ def test_delete_on_b_is_gone_on_a(nodes):
 
 def test_slot_rewrites_racing_from_both_nodes(nodes):
     """A rewrite that began before another one committed loses with 409 (nothing of it
-    published: tests/test_s3_connection.py); every one that wins gets the next version."""
+    published: tests/storage/test_s3_connection.py); every one that wins gets the next version."""
     a, b = nodes
     spec = {"slot": "archive", "path": "race", "filename": f"r{uuid.uuid4().hex[:6]}.txt"}
     won: list[list[int]] = []

@@ -17,7 +17,7 @@ from storage.config import Settings
 from storage.errors import NotFound
 
 WS = "ws-acme"
-DRIVER = Path(__file__).resolve().parent / "crash_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "crash_driver.py"
 
 
 def open_service(home: Path, url: str) -> ResourceService:

@@ -249,7 +249,7 @@ def test_web_search_page_runs_one_search_and_one_aggregation(client, corpus):
 def test_cli_exact_total_and_facets(tmp_path: Path):
     import os
     import subprocess
-    exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "resources"
+    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "resources"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESOURCES_")}
     env.update(RESOURCES_HOME=str(tmp_path / "home"), RESOURCES_WORKSPACE=WS)
 

@@ -24,7 +24,7 @@ from search_api.service import ResourceService
 from storage.config import Settings
 from storage.errors import InvalidSpec, NotEnabled
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WS, OTHER = "ws-sem", "ws-sem-other"
 
 #: name -> (workspace, tags, text). The queries below share no content word with the

@@ -25,7 +25,7 @@ from storage.s3 import S3Backend
 
 WS = "ws-acme"
 MiB = 1024 * 1024
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_connection(home: Path, server, prefix: str, **extra) -> None:

@@ -11,7 +11,7 @@ import click
 from search_api.cli import main
 from search_api.cli._reference import reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _commands(cmd: click.Command, path: str = "resources"):

@@ -17,7 +17,7 @@ from search_api.service import ResourceService
 from storage.records import new_id
 
 WS = "ws-acme"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def uris(page):

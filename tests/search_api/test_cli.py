@@ -14,7 +14,7 @@ import pytest
 
 from search_api.cli import main as cli_main
 
-RESOURCES = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "resources"
+RESOURCES = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "resources"
 WS = "ws-acme"
 
 

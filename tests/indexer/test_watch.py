@@ -16,7 +16,7 @@ from indexer.watch import SlotWatcher
 from storage.errors import NotFound
 
 WS = "ws-acme"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate, timeout: float = 10.0):

@@ -7,7 +7,7 @@ free port, a fresh data home), sets the exports it prints, runs each command in 
 times, the key id, the port) are masked.
 
 To refresh the README after a deliberate change:
-``python tests/test_readme_walkthrough.py`` prints the blocks with today's output.
+``python tests/search_api/test_readme_walkthrough.py`` prints the blocks with today's output.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from server import ROOT, free_port  # noqa: E402
 
 README = ROOT / "README.md"
