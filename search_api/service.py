@@ -81,15 +81,18 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
         self.lifecycle.admit = self.quotas.admit      # refuses a persist over a quota
         self.signer = Signer(service_secret(settings, self.catalog))
         self.cluster = Cluster(self)      # this node among those sharing the catalog
+        # The parts read the time through the service, so a caller (a test, a tool) that
+        # sets ``service.now`` moves every part's clock with it.
+        clock: Callable[[], float] = lambda: self.now()
         self.persister = PersistPipeline(settings, self.catalog, self.backends, self.lifecycle,
-                                         self.pdf, self._slot, self._index_now, self.now)
+                                         self.pdf, self._slot, self._index_now, clock)
         self.queries = Queries(self.catalog, self.backends, self.index, self.signer,
-                               self._slot, self.now,
+                               self._slot, clock,
                                self._semantic_ready if settings.semantic else None)
         self.overrides = Overrides(self.catalog, self.lifecycle, self.get, self._index_now,
-                                   self.now)
+                                   clock)
         self.retention = Retention(settings, self.catalog, self.lifecycle, self.kv, self.get,
-                                   self._index_now, self.now)
+                                   self._index_now, clock)
         if recover:
             self.open()
 
