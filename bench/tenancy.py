@@ -314,9 +314,9 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, name: str = "tenancy") -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"<!-- bench:tenancy:start -->.*?<!-- bench:tenancy:end -->", re.S)
+    pattern = re.compile(rf"<!-- bench:{name}:start -->.*?<!-- bench:{name}:end -->", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
