@@ -192,7 +192,8 @@ def render(out: dict[str, Any]) -> str:
              f"- {out['size']:,} corpus documents, per workspace {b['counts']}; policy "
              f"(>= {b['min_docs']:,} resources: own partition) gave dedicated partitions "
              f"{b['parts']['dedicated']}, the rest share one.",
-             f"- Ingest, same documents, one after the other: single index "
+             f"- Ingest (make_document, add, commit; both layouts fed the same documents "
+             f"in one loop, timed apart): single index "
              f"{b['single']['docs_per_s']:,.0f} docs/s, {b['single']['bytes'] / 1e6:,.1f} MB; "
              f"partitioned {b['parts']['docs_per_s']:,.0f} docs/s "
              f"({b['single']['seconds'] / b['parts']['seconds']:.2f}× the rate), "
