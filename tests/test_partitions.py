@@ -275,3 +275,30 @@ def test_crash_between_partition_commits_reapplies(home: Path):
         assert svc.index.partitions() == {"shared": 8, BIG: 12}
     finally:
         svc.close()
+
+
+def test_cursors_and_total_relation_in_a_dedicated_partition(psvc: ResourceService):
+    made = fill(psvc)
+    seen: list[str] = []
+    page = psvc.search(BIG, None, limit=5)
+    while True:
+        seen += [r.id for r in page.items]
+        # A write between pages (a commit to this very partition) neither repeats nor
+        # skips anything: the keyset cursor is a seq, not a position in one commit.
+        psvc.persist(BIG, {"filename": f"late{len(seen)}.txt"}, b"late arrival")
+        if not page.next_cursor:
+            break
+        page = psvc.search(BIG, None, limit=5, cursor=page.next_cursor)
+    assert len(seen) == len(set(seen)) and set(made[BIG]) <= set(seen)
+    # A cursor is bound to its query: another workspace's search refuses it.
+    first = psvc.search(BIG, None, limit=2)
+    with pytest.raises(Exception, match="cursor"):
+        psvc.search(SMALL, None, limit=2, cursor=first.next_cursor)
+    psvc.index.total_threshold = 3
+    try:
+        page = psvc.search(BIG, "beta", limit=2)
+        assert (page.total, page.total_relation) == (3, "gte")
+        exact = psvc.search(BIG, "beta", {"exact-total": "true"}, limit=2)
+        assert exact.total_relation == "eq" and exact.total > 3
+    finally:
+        psvc.index.total_threshold = 10_000
