@@ -302,3 +302,28 @@ def test_cursors_and_total_relation_in_a_dedicated_partition(psvc: ResourceServi
         assert exact.total_relation == "eq" and exact.total > 3
     finally:
         psvc.index.total_threshold = 10_000
+
+
+def test_doctor_finds_and_repairs_a_dedicated_partition(psvc: ResourceService, home: Path):
+    from indexer.schema import build_schema
+    from search_api import doctor
+    made = fill(psvc)
+    path = home / os.readlink(home / "index") / PARTS_DIR / BIG
+    index = tantivy.Index(build_schema(), str(path), reuse=True)
+    writer = index.writer(15_000_000, 1)
+    writer.delete_documents_by_term("id", made[BIG][0])        # index-missing
+    ghost = tantivy.Document()
+    ghost.add_text("id", "ghost-id")
+    ghost.add_text("workspace", BIG)
+    ghost.add_integer("seq", 1)
+    writer.add_document(ghost)                                  # index-extra
+    writer.commit()
+    writer.wait_merging_threads()
+    report = doctor.run(psvc)
+    assert report["counts"]["index-missing"] == 1 and report["counts"]["index-extra"] == 1
+    report = doctor.run(psvc, do_repair=True)
+    assert report["ok"], report["problems"]
+    assert psvc.index._live().locate([made[BIG][0]]) == {made[BIG][0]: [BIG]}
+    searcher = psvc.index.searcher(BIG)
+    ghost_query = tantivy.Query.term_query(build_schema(), "id", "ghost-id")
+    assert searcher.search(ghost_query, 1, count=True).count == 0
