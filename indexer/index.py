@@ -19,6 +19,10 @@ pruned end is rebuilt.
 
 ``<home>/index`` is a symlink to the live ``index-<id>`` directory; a rebuild writes a
 new directory, then swaps the link atomically, so searches keep answering meanwhile.
+The live directory holds one Tantivy index per partition (partitions.py): the shared
+one at its root and one under ``parts/`` per big workspace. A batch commits every
+partition it touched, then records the position: a crash between two partitions'
+commits re-applies the batch, idempotently, like a crash before the position.
 
 The read side (one query per search, paging, totals, facets, snippets) is in reader.py.
 """
@@ -41,6 +45,7 @@ from storage.events import emit
 from storage.faults import fault
 
 from .leader import LeaderLock
+from .partitions import PartitionPolicy, Partitions
 from .reader import TOTAL_THRESHOLD, IndexReader
 from .schema import SCHEMA_VERSION, build_schema, make_document
 
@@ -54,17 +59,22 @@ class SearchIndex(IndexReader):
     total_threshold: int = TOTAL_THRESHOLD
 
     def __init__(self, link: Path, catalog: Catalog, lock_wait: float = 30.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 policy: PartitionPolicy | None = None) -> None:
         self.link = link
         self.catalog = catalog
         self.lock_wait = lock_wait
+        #: Which workspaces the next rebuild gives their own partition.
+        self.policy = policy or PartitionPolicy()
         self.schema = build_schema()
         self._lock = threading.RLock()
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
         self._target: str | None = None
-        self._index: tantivy.Index | None = None
+        self._parts: Partitions | None = None
         self.leader = LeaderLock(link.parent / "locks" / f"{link.name}-writer.lock")
-        self._held_writer: tuple[str | None, tantivy.IndexWriter] | None = None
+        #: The elected writer's Tantivy writers, per partition of the live directory
+        #: named first (writers of a directory swapped out are dropped).
+        self._held_writers: tuple[str | None, dict[str, tantivy.IndexWriter]] = (None, {})
         #: The change-log position this process's reader shows (applied and reloaded).
         self._applied = 0
         self._applied_cond = threading.Condition()
@@ -89,8 +99,7 @@ class SearchIndex(IndexReader):
                 reason = "schema version changed"
             else:
                 try:
-                    index = tantivy.Index(self.schema, str(directory), reuse=True)
-                    index.searcher()  # touches the meta: a corrupt index fails here
+                    parts = Partitions.open(directory, self.schema)
                 except BaseException as exc:  # noqa: BLE001 - tantivy panics are BaseException
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
@@ -104,7 +113,7 @@ class SearchIndex(IndexReader):
                         reason = "behind the pruned end of the change log"
                     else:
                         old = self._target
-                        self._index, self._target = index, target
+                        self._parts, self._target = parts, target
                         self._set_applied(applied, reset=True)
                         self.catalog.changes.set_follower(target, applied)
                         if old and old != target:
@@ -119,31 +128,35 @@ class SearchIndex(IndexReader):
                 self._log(f"search index {reason}: rebuilding from the catalog")
             self.rebuild()
 
-    def _current(self) -> tantivy.Index:
-        """The live index, reopened if another process swapped the link."""
+    def _current(self, workspace: str | None = None) -> tantivy.Index:
+        """The live partition of ``workspace`` (the shared one without)."""
+        return self._live().for_workspace(workspace)
+
+    def _live(self) -> Partitions:
+        """The live partitions, reopened if another process swapped the link."""
         try:
             target = os.readlink(self.link)
         except OSError:
             target = None
-        if target is not None and target == self._target and \
-                not os.path.exists(os.path.join(self.link.parent, target, "meta.json")):
+        if target is not None and target == self._target and self._parts is not None and \
+                not self._parts.present():
             # The live directory was deleted under us (an operator, a cleanup script):
             # without this, writes would go unindexed until a restart while health said
             # ok. Rebuild from the catalog now; it holds every record and its text.
             self._log("search index directory is gone: rebuilding from the catalog")
-            self._index = None
+            self._parts = None
             self._target = None
             target = None
-        if target != self._target or self._index is None:
+        if target != self._target or self._parts is None:
             with self._lock:
                 try:
                     target = os.readlink(self.link)
                 except OSError:
                     target = None
-                if target != self._target or self._index is None:
+                if target != self._target or self._parts is None:
                     self.open()
-        assert self._index is not None
-        return self._index
+        assert self._parts is not None
+        return self._parts
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Build a fresh index from the catalog in a new directory and swap it in."""
@@ -156,31 +169,37 @@ class SearchIndex(IndexReader):
             position = self.catalog.changes.head()
             self.catalog.changes.set_follower(new_name, position)
             self.catalog.changes.take_legacy_outbox_flag()
-            index = tantivy.Index(self.schema, str(new_dir))
-            writer = index.writer(WRITER_HEAP, 1)
+            counts: dict[str, int] = {}
+            for ws, _tier, n, _size in self.catalog.resources.usage_by_tier():
+                counts[ws] = counts.get(ws, 0) + n
+            parts = Partitions.create(new_dir, self.schema, self.policy.plan(counts))
+            # One writer per partition, one pass over the catalog (peak memory: a writer
+            # heap per partition, bounded by PartitionPolicy.max_dedicated).
+            writers = {name: index.writer(WRITER_HEAP, 1) for name, index in parts.items()}
             total = self.catalog.resources.count()
             done = 0
             batch: list = []
             for res in self.catalog.resources.all():
                 batch.append(res)
                 if len(batch) >= 1000:
-                    done += self._add_batch(writer, batch)
+                    done += self._add_batch(parts, writers, batch)
                     batch = []
                     if progress:
                         progress(done, total)
-            done += self._add_batch(writer, batch)
+            done += self._add_batch(parts, writers, batch)
             if progress:
                 progress(done, total)
-            writer.commit()
-            writer.wait_merging_threads()
+            for writer in writers.values():
+                writer.commit()
+                writer.wait_merging_threads()
             (new_dir / VERSION_FILE).write_text(str(SCHEMA_VERSION))
             _write_position(new_dir, position)
             tmp_link = self.link.parent / f".index-link-{uuid.uuid4().hex[:8]}"
             os.symlink(new_name, tmp_link)
             old = os.readlink(self.link) if self.link.is_symlink() else None
             os.replace(tmp_link, self.link)
-            index.reload()
-            self._index, self._target = index, new_name
+            parts.reload()
+            self._parts, self._target = parts, new_name
             self._set_applied(position, reset=True)
             if old and old != new_name:
                 self.catalog.changes.drop_follower(old)
@@ -196,12 +215,13 @@ class SearchIndex(IndexReader):
                 if time.time() - p.stat().st_mtime > 60:
                     shutil.rmtree(p, ignore_errors=True)
 
-    def _add_batch(self, writer, batch: list) -> int:
+    def _add_batch(self, parts: Partitions, writers: dict, batch: list) -> int:
         if not batch:
             return 0
         texts = self.catalog.resources.extract_texts([r.id for r in batch])
         for res in batch:
-            writer.add_document(make_document(res, texts.get(res.id, "")))
+            writers[parts.route(res.workspace)].add_document(
+                make_document(res, texts.get(res.id, "")))
         return len(batch)
 
     # -- writing -------------------------------------------------------------------------
@@ -232,76 +252,101 @@ class SearchIndex(IndexReader):
                 self.refresh()
                 return 0
             try:
-                index = self._current()
+                parts = self._live()
                 self.refresh()          # a previous writer (maybe dead now) got this far
                 touched = 0
                 while until is None or self._applied < until:
                     rows = self.catalog.changes.after(self._applied)
                     if not rows:
                         break
-                    touched += self._apply(index, rows, wait)
+                    touched += self._apply(parts, rows, wait)
                 return touched
             finally:
                 self.leader.release()
 
-    def _apply(self, index: tantivy.Index, rows: list[tuple[int, str]], wait: float) -> int:
+    def _apply(self, parts: Partitions, rows: list[tuple[int, str]], wait: float) -> int:
         ids = list(dict.fromkeys(rid for _, rid in rows))
         # Records are read after the log rows: they are as new as the rows or newer, and
         # a newer state is re-applied by its own later row anyway (idempotent upserts).
         records = self.catalog.resources.get_many(ids)
         texts = self.catalog.resources.extract_texts([i for i in ids if i in records])
-        # The elected writer of `serve` keeps its Tantivy writer between batches (a new
+        # Which partitions each id is deleted from (and re-added to): its workspace's,
+        # and any other that holds it (a deleted record's workspace is unknown). With
+        # one partition there is nothing to look up. The reload shows commits of a
+        # writer that died before recording its position, so none is missed.
+        plan: dict[str, list[str]] = {}
+        found: dict[str, list[str]] = {}
+        if len(parts) > 1:
+            parts.reload()
+            found = parts.locate(ids)
+        for id_ in ids:
+            res = records.get(id_)
+            homes = set(found.get(id_, ()))
+            if res is not None or len(parts) == 1:
+                homes.add(parts.route(res.workspace if res is not None else None))
+            for name in homes:
+                plan.setdefault(name, []).append(id_)
+        # The elected writer of `serve` keeps its Tantivy writers between batches (a new
         # one per batch costs its threads and a wait for merges each time); anyone else
         # takes one per batch and consumes it, which waits for merges and frees the lock.
         keep = self.leader.keep
-        writer = self._kept_writer(index) if keep else None
-        writer = writer or self._writer(index, wait)
+        held = self._kept_writers() if keep else {}
+        writers: dict[str, tantivy.IndexWriter] = {}
         started = time.monotonic()
         try:
-            for id_ in ids:
-                writer.delete_documents_by_term("id", id_)
-                res = records.get(id_)
-                if res is not None:
-                    writer.add_document(make_document(res, texts.get(id_, "")))
+            for name in plan:
+                writers[name] = held.get(name) or self._writer(parts.index(name), wait)
+            for name, part_ids in plan.items():
+                writer = writers[name]
+                for id_ in part_ids:
+                    writer.delete_documents_by_term("id", id_)
+                    res = records.get(id_)
+                    if res is not None and parts.route(res.workspace) == name:
+                        writer.add_document(make_document(res, texts.get(id_, "")))
             fault("index.before_commit")
-            writer.commit()
+            for n, name in enumerate(plan):
+                if n:
+                    fault("index.between_partitions")
+                writers[name].commit()
             fault("index.after_commit")
             if keep:
-                self._held_writer = (self._target, writer)
+                self._held_writers = (self._target, {**held, **writers})
             else:
-                writer.wait_merging_threads()
+                for writer in writers.values():
+                    writer.wait_merging_threads()
         except BaseException:
-            self._held_writer = None
-            try:
-                writer.rollback()
-            except BaseException:
-                pass
+            self._held_writers = (None, {})
+            for writer in writers.values():
+                try:
+                    writer.rollback()
+                except BaseException:
+                    pass
             raise
-        # Only after the commit: a position ahead of the index would skip changes.
+        # Only after every commit: a position ahead of the index would skip changes.
         assert self._target is not None
         position = rows[-1][0]
         _write_position(self.link.parent / self._target, position)
         fault("index.after_position")
         self.catalog.changes.set_follower(self._target, position)
-        index.reload()
+        parts.reload(list(plan))
         self._set_applied(position)
         emit("index.commit", documents=len(ids), seconds=time.monotonic() - started)
         return len(ids)
 
-    def _kept_writer(self, index: tantivy.Index):
-        held = self._held_writer
-        if held is not None and held[0] == self._target:
-            return held[1]
-        self._held_writer = None      # the link moved to a rebuilt index: a new writer
-        return None
+    def _kept_writers(self) -> dict[str, tantivy.IndexWriter]:
+        target, writers = self._held_writers
+        if target == self._target:
+            return writers
+        self._held_writers = (None, {})   # the link moved to a rebuilt index: new writers
+        return {}
 
     def release_writer(self) -> None:
-        """Let go of a kept Tantivy writer (the follower stops, or leadership ends)."""
+        """Let go of kept Tantivy writers (the follower stops, or leadership ends)."""
         with self._lock:
-            held, self._held_writer = self._held_writer, None
-            if held is not None:
+            (_, held), self._held_writers = self._held_writers, (None, {})
+            for writer in held.values():
                 try:
-                    held[1].wait_merging_threads()
+                    writer.wait_merging_threads()
                 except BaseException:  # noqa: BLE001 - the commits are already durable
                     pass
 
@@ -341,11 +386,11 @@ class SearchIndex(IndexReader):
     def refresh(self) -> int:
         """Show what the writer (of any process) has committed: reload when the index's
         stored position moved past what this process's reader shows."""
-        index = self._current()
+        parts = self._live()
         assert self._target is not None
         position = _read_position(self.link.parent / self._target)
         if position is not None and position > self._applied:
-            index.reload()
+            parts.reload()
             self._set_applied(position)
         return self._applied
 
@@ -384,20 +429,30 @@ class SearchIndex(IndexReader):
         return self.catalog.changes.prune()
 
     def doc_ids(self) -> Iterator[tuple[str, int]]:
-        """Every (id, seq) in the index (for doctor)."""
-        index = self._current()
-        index.reload()      # what is committed now, another process's commits included
-        searcher = index.searcher()
-        n = searcher.num_docs
-        if n == 0:
-            return
-        result = searcher.search(tantivy.Query.all_query(), n)
-        for _, address in result.hits:
-            doc = searcher.doc(address)
-            yield doc["id"][0], int(doc["seq"][0])
+        """Every (id, seq) in every partition (for doctor)."""
+        parts = self._live()
+        parts.reload()      # what is committed now, another process's commits included
+        for _, index in parts.items():
+            searcher = index.searcher()
+            n = searcher.num_docs
+            if n == 0:
+                continue
+            result = searcher.search(tantivy.Query.all_query(), n)
+            for _, address in result.hits:
+                doc = searcher.doc(address)
+                yield doc["id"][0], int(doc["seq"][0])
 
     def count(self) -> int:
-        return self.searcher().num_docs
+        """Documents in every partition."""
+        return sum(index.searcher().num_docs for _, index in self._live().items())
+
+    def segments(self) -> int:
+        return sum(index.searcher().num_segments for _, index in self._live().items())
+
+    def partitions(self) -> dict[str, int]:
+        """Documents per partition ("shared", or the workspace of a dedicated one)."""
+        return {name or "shared": index.searcher().num_docs
+                for name, index in self._live().items()}
 
 
 def _read_position(directory: Path) -> int | None:

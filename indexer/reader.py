@@ -2,7 +2,8 @@
 with its total (exact up to a threshold), facet counts from the same query, snippets.
 
 ``IndexReader`` is a mixin of ``index.SearchIndex``: it needs ``schema``,
-``total_threshold`` and ``_current()`` (the live ``tantivy.Index``) from it.
+``total_threshold`` and ``_current(workspace)`` (the live partition that holds the
+workspace, partitions.py) from it.
 """
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ class IndexReader:
     schema: Any
     total_threshold: int
 
-    def _current(self) -> tantivy.Index:
+    def _current(self, workspace: str | None = None) -> tantivy.Index:
         raise NotImplementedError
 
     # -- reading -------------------------------------------------------------------------
-    def searcher(self) -> tantivy.Searcher:
-        return self._current().searcher()
+    def searcher(self, workspace: str | None = None) -> tantivy.Searcher:
+        """A searcher of the partition that holds ``workspace`` (the shared one without):
+        a search must be given the one of its own workspace."""
+        return self._current(workspace).searcher()
 
     def query(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
               now: int, searcher: tantivy.Searcher) -> tantivy.Query:
@@ -106,7 +109,7 @@ class IndexReader:
         threshold saves today is the second counting pass of later browse pages.
         Pass ``searcher`` to read the same commit as another call (``facets``).
         """
-        searcher = searcher or self._current().searcher()
+        searcher = searcher or self.searcher(workspace)
         query = self.query(workspace, text_query, filters, now, searcher)
         fetch = limit + 1      # one extra hit says whether a next page exists
         if order_by is not None:
@@ -187,7 +190,7 @@ class IndexReader:
         """Counts per value of each facet for the same query as ``search``, in one pass."""
         if not names:
             return {}
-        searcher = searcher or self._current().searcher()
+        searcher = searcher or self.searcher(workspace)
         query = self.query(workspace, text_query, filters, now, searcher)
         result = searcher.aggregate(query, aggregation_request(size, names))
         return read_aggregation(result, names, size)

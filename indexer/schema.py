@@ -12,7 +12,8 @@ import tantivy
 from storage.layout import folder_prefixes
 from storage.records import Resource
 
-SCHEMA_VERSION = 5      # 4: facet fields fast, expires not fast; 5: updated, size, name_sort
+SCHEMA_VERSION = 6      # 4: facet fields fast, expires not fast; 5: updated, size, name_sort
+                        # 6: partitions (one index per big workspace, indexer/partitions.py)
 
 #: Exact (raw-tokenized) fields: filters and `field:value` terms, case-sensitive.
 EXACT_FIELDS = ("workspace", "type", "tier", "storage_backend", "storage_root",

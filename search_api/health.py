@@ -80,7 +80,7 @@ def check_index(service: Any, metrics: Metrics, ops: OpsSettings) -> Check:
         if not index._version_ok(directory):
             return _fail("index schema version file missing or stale "
                          "(run `resources reindex`)")
-        index.searcher().num_docs          # opens and reads the live index
+        index.count()                      # opens and reads every live partition
     except Exception as exc:  # noqa: BLE001 - tantivy errors are ValueError/RuntimeError
         return _fail(f"index unreadable: {type(exc).__name__}")
     changes, seconds = index_lag(service, metrics.lag)

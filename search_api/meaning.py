@@ -43,7 +43,7 @@ def ranked_by_meaning(self: "Queries", sem: Any, workspace: str, q: str, text_qu
     check_window(start, limit)
     want = start + limit + 1
     now = int(self.now())
-    searcher = self.index.searcher()
+    searcher = self.index.searcher(workspace)
     fq = self.index.query(workspace, None, filters, now, searcher)
     allowed_count = int(searcher.search(fq, 1, count=True).count or 0)
 
@@ -79,7 +79,7 @@ def ranked_by_meaning(self: "Queries", sem: Any, workspace: str, q: str, text_qu
     else:
         # The precise half: every content word required, stop words left out (a
         # loose BM25 list would be noise that fusion trusts; lexical_side says why).
-        lex_query = lexical_side(self.index._current(), q, text_query, keyword_mode)
+        lex_query = lexical_side(self.index._current(workspace), q, text_query, keyword_mode)
         hits = [] if lex_query is None else self.index.search(
             workspace, lex_query, filters, now, depth, snippets=False,
             searcher=searcher).hits

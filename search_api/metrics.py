@@ -212,12 +212,12 @@ class Metrics:
                                       "Age of the oldest change waiting for the index",
                                       value=seconds))
         try:
-            searcher = service.index.searcher()
             fams.append(GaugeMetricFamily("resources_index_documents",
-                                          "Documents in the live index", value=searcher.num_docs))
+                                          "Documents in the live index (every partition)",
+                                          value=service.index.count()))
             fams.append(GaugeMetricFamily("resources_index_segments",
-                                          "Segments of the live index",
-                                          value=searcher.num_segments))
+                                          "Segments of the live index (every partition)",
+                                          value=service.index.segments()))
         except Exception:  # noqa: BLE001 - a broken index shows as missing gauges + readyz
             pass
         try:

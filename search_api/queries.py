@@ -127,7 +127,7 @@ class Queries:
             filters.storage_backend = self.backends[slot.connection].family
             filters.storage_root = slot.root
         limit = parse_limit(limit)
-        text_query = parse_text(self.index._current(), q or "", keyword_mode)
+        text_query = parse_text(self.index._current(workspace), q or "", keyword_mode)
         if mode != "lexical" and text_query is not None:
             return ranked_by_meaning(self, self._semantic(), workspace, q or "", text_query,
                                      filters, mode, keyword_mode, limit, cursor, offset,
@@ -156,7 +156,9 @@ class Queries:
             check_window(start, limit)
         now = int(self.now())
         # One searcher (one commit) for the page and its facets: the counts agree with it.
-        searcher = self.index.searcher()
+        # It is the workspace's partition's: a big workspace's own index, without the
+        # workspace clause (indexer/partitions.py).
+        searcher = self.index.searcher(workspace)
         page = self.index.search(workspace, text_query, filters, now, limit,
                                  offset=start, before_seq=before_seq, exact_total=exact_total,
                                  searcher=searcher, order_by=order_by)

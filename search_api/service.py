@@ -17,6 +17,7 @@ import threading
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from indexer.index import SearchIndex
+from indexer.partitions import PartitionPolicy
 from indexer.pdf import PdfWorker
 from storage.config import DEFAULT_CONNECTION
 from storage import clock
@@ -72,7 +73,10 @@ class ResourceService(ViewsMixin, UploadsMixin, PickerMixin):
                                                    settings.home / "locks" / "commit.lock"),
                                    self.now, self.log)
         self.index = SearchIndex(settings.index_dir, self.catalog,
-                                 settings.index_lock_wait_seconds, self.log)
+                                 settings.index_lock_wait_seconds, self.log,
+                                 PartitionPolicy(settings.index_partition_min_docs,
+                                                 settings.index_partition_workspaces,
+                                                 settings.index_partition_max))
         self.pdf = PdfWorker()
         self.keys = KeyStore(self.catalog)
         self.kv = KvStore(self.catalog, self.now)

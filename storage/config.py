@@ -62,6 +62,13 @@ class Settings:
     #: A ``postgresql://`` URL: the catalog several nodes share (docs/scale-out.md).
     #: None: the one-machine default, SQLite in the data home.
     catalog_url: str | None = None
+    #: Index partitions (indexer/partitions.py), decided at each rebuild: workspaces with
+    #: at least this many resources get a Tantivy index of their own (a query there
+    #: costs what it would on that workspace alone), plus the named ones, at most
+    #: ``index_partition_max`` in all; the rest share one.
+    index_partition_min_docs: int = 50_000
+    index_partition_workspaces: tuple[str, ...] = ()
+    index_partition_max: int = 8
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -89,6 +96,14 @@ class Settings:
                 raise ValueError("RESOURCES_CATALOG_URL must be a postgresql:// URL")
         if env.get("RESOURCES_INDEX_LOCK_WAIT_SECONDS"):
             s.index_lock_wait_seconds = float(env["RESOURCES_INDEX_LOCK_WAIT_SECONDS"])
+        if env.get("RESOURCES_INDEX_PARTITION_MIN_DOCS"):
+            s.index_partition_min_docs = int(env["RESOURCES_INDEX_PARTITION_MIN_DOCS"])
+        if env.get("RESOURCES_INDEX_PARTITION_WORKSPACES"):
+            s.index_partition_workspaces = tuple(
+                w.strip() for w in env["RESOURCES_INDEX_PARTITION_WORKSPACES"].split(",")
+                if w.strip())
+        if env.get("RESOURCES_INDEX_PARTITION_MAX"):
+            s.index_partition_max = int(env["RESOURCES_INDEX_PARTITION_MAX"])
         return s
 
     # Everything lives under the data home; blobs of the platform backend sit at their
