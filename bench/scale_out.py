@@ -137,7 +137,7 @@ def render(res: dict[str, Any]) -> str:
                f"clients, both nodes) | p99 {p99:.0f} ms, {t['lost_count']} lost of "
                f"{t['writes']} | **{'met' if p99 <= 2000 and not t['lost_count'] else 'not met'}** |")
     out.append("| a node bootstraps from an index snapshot ≥ 10× faster than a rebuild | "
-               "not measured by this module yet (snapshots: tests/test_nodes.py) | **not measured** |")
+               "not measured by this module yet (snapshots: tests/search_api/test_nodes.py) | **not measured** |")
     out += ["", f"### 1. Search latency, PostgreSQL vs SQLite catalog ({res['n']:,} resources)",
             "", "p50 / p95 / p99 in ms, in-process; ratio = PostgreSQL p50 / SQLite p50.", "",
             "| shape | SQLite | PostgreSQL | ratio |", "|---|---|---|---|"]
