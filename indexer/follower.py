@@ -23,12 +23,14 @@ from .index import SearchIndex
 
 class IndexFollower:
     def __init__(self, index: SearchIndex, poll: float = 0.05, elect_every: float = 1.0,
-                 prune_every: float = 60.0, lead: bool = True,
+                 prune_every: float = 60.0, expire_every: float = 5.0, lead: bool = True,
                  log: Callable[[str], None] | None = None) -> None:
         self.index = index
         self.poll = poll
         self.elect_every = elect_every
         self.prune_every = prune_every
+        #: How often the writer deletes expired resources' documents (index.sweep_expired).
+        self.expire_every = expire_every
         #: False: never write, only follow what another process's writer commits.
         self.lead = lead
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -59,6 +61,7 @@ class IndexFollower:
     def _run(self) -> None:
         next_election = 0.0
         next_prune = time.monotonic() + self.prune_every
+        next_expiry = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -72,6 +75,9 @@ class IndexFollower:
                     if now >= next_prune:
                         next_prune = now + self.prune_every
                         self.index.prune()
+                    if now >= next_expiry:
+                        next_expiry = now + self.expire_every
+                        self.index.sweep_expired(int(time.time()))
                 else:
                     self.index.refresh()
             except IndexBusy as exc:

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import tantivy
 
@@ -46,6 +46,7 @@ from storage.faults import fault
 
 from .leader import LeaderLock
 from .partitions import PartitionPolicy, Partitions
+from .query import expired_query
 from .reader import TOTAL_THRESHOLD, IndexReader
 from .schema import SCHEMA_VERSION, build_schema, make_document
 
@@ -428,31 +429,55 @@ class SearchIndex(IndexReader):
         """Drop log rows every live index has applied (the elected writer calls this)."""
         return self.catalog.changes.prune()
 
-    def doc_ids(self) -> Iterator[tuple[str, int]]:
-        """Every (id, seq) in every partition (for doctor)."""
-        parts = self._live()
-        parts.reload()      # what is committed now, another process's commits included
-        for _, index in parts.items():
-            searcher = index.searcher()
-            n = searcher.num_docs
-            if n == 0:
-                continue
-            result = searcher.search(tantivy.Query.all_query(), n)
-            for _, address in result.hits:
-                doc = searcher.doc(address)
-                yield doc["id"][0], int(doc["seq"][0])
+    def sweep_expired(self, now: int) -> int:
+        """Delete the documents of expired resources from the index now, ahead of gc
+        (which removes their records and bytes later and logs the deletes again).
 
-    def count(self) -> int:
-        """Documents in every partition."""
-        return sum(index.searcher().num_docs for _, index in self._live().items())
+        Searches leave expired documents out by themselves (reader.py), but that costs
+        every search a check per candidate while any are left: the index's own sweep
+        keeps the window short (the follower runs it every few seconds). Only the
+        elected writer sweeps. Other processes see the deletes at their next reload
+        and stay exact meanwhile. Returns the documents removed."""
+        with self._lock:
+            if not self.leader.try_acquire():
+                return 0
+            try:
+                parts = self._live()
+                query = expired_query(self.schema, now)
+                doomed = {name: int(n) for name, index in parts.items()
+                          if (n := index.searcher().search(query, 1, count=True).count)}
+                if doomed:
+                    self._delete_everywhere(parts, doomed, query)
+                    emit("index.expired", documents=sum(doomed.values()))
+                return sum(doomed.values())
+            finally:
+                self.leader.release()
 
-    def segments(self) -> int:
-        return sum(index.searcher().num_segments for _, index in self._live().items())
-
-    def partitions(self) -> dict[str, int]:
-        """Documents per partition ("shared", or the workspace of a dedicated one)."""
-        return {name or "shared": index.searcher().num_docs
-                for name, index in self._live().items()}
+    def _delete_everywhere(self, parts: Partitions, names: dict[str, int],
+                           query: tantivy.Query) -> None:
+        keep = self.leader.keep
+        held = self._kept_writers() if keep else {}
+        writers: dict[str, tantivy.IndexWriter] = {}
+        try:
+            for name in names:
+                writers[name] = held.get(name) or self._writer(parts.index(name),
+                                                               self.lock_wait)
+                writers[name].delete_documents_by_query(query)
+                writers[name].commit()
+            if keep:
+                self._held_writers = (self._target, {**held, **writers})
+            else:
+                for writer in writers.values():
+                    writer.wait_merging_threads()
+        except BaseException:
+            self._held_writers = (None, {})
+            for writer in writers.values():
+                try:
+                    writer.rollback()
+                except BaseException:  # noqa: BLE001 - the first error is the one to raise
+                    pass
+            raise
+        parts.reload(list(names))
 
 
 def _read_position(directory: Path) -> int | None:

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import tantivy
 
 from .facets import DEFAULT_FACET_SIZE, aggregation_request, read_aggregation
+from .partitions import Partitions
 from .query import Filters, expired_query, filter_clauses
 from .schema import SNIPPET_FIELDS
 
 #: Totals are exact up to here; beyond, ``gte`` unless the caller asks for exact.
 TOTAL_THRESHOLD = 10_000
+#: Up to this many expired, unswept documents (in one searcher) are dropped from a page's
+#: hits after the search instead of by a MustNot clause, which costs a check per
+#: candidate (~20% of a common word's search); beyond, the clause is cheaper again.
+POSTFILTER_MAX = 256
+#: Hits fetched past a page for the expired ones to drop (all of them only when short).
+POSTFILTER_SLACK = 8
 
 
 @dataclass
@@ -37,11 +44,30 @@ class HitPage:
     more: bool = False       # a next page exists (from one extra hit, not the total)
 
 
+@dataclass
+class _Plan:
+    """A search's query without expiry, and the expired documents it must leave out:
+    the query itself (``expired``), and their addresses in this searcher (``dropped``,
+    empty when none; None when more than POSTFILTER_MAX, too many to drop afterwards)."""
+    query: tantivy.Query
+    expired: tantivy.Query | None
+    dropped: set[tuple[int, int]] | None
+
+    def excluding_expired(self) -> tantivy.Query:
+        if self.expired is None:
+            return self.query
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, self.query),
+                                            (tantivy.Occur.MustNot, self.expired)])
+
+
 class IndexReader:
     schema: Any
     total_threshold: int
 
     def _current(self, workspace: str | None = None) -> tantivy.Index:
+        raise NotImplementedError
+
+    def _live(self) -> Partitions:
         raise NotImplementedError
 
     # -- reading -------------------------------------------------------------------------
@@ -52,21 +78,37 @@ class IndexReader:
 
     def query(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
               now: int, searcher: tantivy.Searcher) -> tantivy.Query:
-        """The one boolean query of a search: the words (scored) AND every filter.
+        """The one boolean query of a search: the words (scored) AND every filter, AND
+        NOT expired (facets and semantic filters use this whole query)."""
+        plan = self._plan(workspace, text_query, filters, now, searcher)
+        return plan.excluding_expired()
+
+    def _plan(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
+              now: int, searcher: tantivy.Searcher) -> _Plan:
+        """The query without expiry, and the expired documents to leave out.
 
         Filters are flat Must clauses, each wrapped in a zero const-score so BM25 sees
         only the words; the workspace clause is left out when the index holds no other
-        workspace (``_only_workspace``). Expiry is a MustNot of the *expired* range, and only when this
-        searcher holds an expired document at all (a tiny term-dictionary lookup): after
-        a gc sweep the clause, which costs a check per candidate, is left out, with the
-        same result. bench/tenancy.py has the figures.
+        workspace (``_only_workspace``), and words alone are not wrapped in a boolean
+        query at all (a one-clause boolean costs ~20% of a common word's search).
+        Expired, unswept documents are looked up in the term dictionary (a few, or none
+        after a gc sweep); bench/tenancy.py and bench/partitions.py have the figures.
         """
         must, must_not = filter_clauses(self.schema, workspace, filters, now)
         if self._only_workspace(searcher, workspace):
             must = must[1:]       # filter_clauses puts the workspace clause first
-        expired = expired_query(self.schema, now)
-        if searcher.search(expired, 1, count=True).count:
-            must_not.insert(0, expired)
+        expired: tantivy.Query | None = expired_query(self.schema, now)
+        unswept = int(searcher.search(expired, 1, count=True).count or 0)
+        dropped: set[tuple[int, int]] | None = set()
+        if not unswept:
+            expired = None
+        elif unswept <= POSTFILTER_MAX:
+            dropped = {(a.segment_ord, a.doc)
+                       for _, a in searcher.search(expired, unswept, count=False).hits}
+        else:
+            dropped = None          # too many to drop after the search
+        if text_query is not None and not must and not must_not:
+            return _Plan(text_query, expired, dropped)
         clauses = [(tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0)) for q in must]
         if text_query is not None:
             clauses.insert(0, (tantivy.Occur.Must, text_query))
@@ -75,7 +117,22 @@ class IndexReader:
             # positive clause matches nothing, so say "everything" explicitly.
             clauses.append((tantivy.Occur.Must, tantivy.Query.all_query()))
         clauses += [(tantivy.Occur.MustNot, q) for q in must_not]
-        return tantivy.Query.boolean_query(clauses)
+        return _Plan(tantivy.Query.boolean_query(clauses), expired, dropped)
+
+    def _live_count(self, query: tantivy.Query, count: int, plan: _Plan, exact: bool,
+                    searcher: tantivy.Searcher) -> int:
+        """``count`` (of ``query``, expired documents included) less the expired ones.
+
+        Those ``query`` matches are counted by one more search only when the total is
+        shown exactly: beyond the threshold, ``count`` less every expired document is
+        already a lower bound past it (reported as ``gte``)."""
+        if not plan.dropped or plan.expired is None:
+            return count
+        if not exact and count - len(plan.dropped) > self.total_threshold:
+            return count - len(plan.dropped)
+        both = tantivy.Query.boolean_query([(tantivy.Occur.Must, query),
+                                            (tantivy.Occur.Must, plan.expired)])
+        return count - int(searcher.search(both, 1, count=True).count or 0)
 
     @staticmethod
     def _only_workspace(searcher: tantivy.Searcher, workspace: str) -> bool:
@@ -110,42 +167,58 @@ class IndexReader:
         Pass ``searcher`` to read the same commit as another call (``facets``).
         """
         searcher = searcher or self.searcher(workspace)
-        query = self.query(workspace, text_query, filters, now, searcher)
-        fetch = limit + 1      # one extra hit says whether a next page exists
+        plan = self._plan(workspace, text_query, filters, now, searcher)
+        if offset or plan.dropped is None:
+            # Deep offset pages, and many unswept documents, keep the MustNot clause:
+            # dropping hits after the search would need every hit before the offset.
+            plan = _Plan(plan.excluding_expired(), None, set())
+        query, dropped = plan.query, plan.dropped or set()
+
+        def run(q: tantivy.Query, **kw: Any) -> tuple[list, int]:
+            # Expired documents are dropped from the hits: fetch a few more, and all the
+            # ones that could be missing only when the few were not enough (rare).
+            fetch = limit + 1 + min(len(dropped), POSTFILTER_SLACK)
+            res = searcher.search(q, fetch, count=True, **kw)
+            hits = res.hits
+            if dropped:
+                hits = [h for h in hits if (h[1].segment_ord, h[1].doc) not in dropped]
+                if len(hits) <= limit and len(res.hits) == fetch:
+                    res = searcher.search(q, limit + 1 + len(dropped), count=True, **kw)
+                    hits = [h for h in res.hits
+                            if (h[1].segment_ord, h[1].doc) not in dropped]
+            return hits, self._live_count(q, int(res.count or 0), plan, exact_total,
+                                          searcher)
+
         if order_by is not None:
             name, ascending = order_by
-            result = searcher.search(query, fetch, count=True, order_by_field=name,
-                                     order=tantivy.Order.Asc if ascending else tantivy.Order.Desc,
-                                     offset=offset)
-            total = result.count
+            found, total = run(query, order_by_field=name, offset=offset,
+                               order=tantivy.Order.Asc if ascending else tantivy.Order.Desc)
         elif text_query is None:
             # Browsing: newest first with a keyset cursor (stable under inserts). The
             # first page gets its total from the same pass; later pages are narrowed
             # to older entries, so their count is only a lower bound of the total.
             if before_seq is None:
-                result = searcher.search(query, fetch, count=True, order_by_field="seq",
-                                         order=tantivy.Order.Desc)
-                total = result.count
+                found, total = run(query, order_by_field="seq", order=tantivy.Order.Desc)
             else:
                 narrowed = tantivy.Query.boolean_query([
                     (tantivy.Occur.Must, query),
                     (tantivy.Occur.Must, tantivy.Query.range_query(
                         self.schema, "seq", tantivy.FieldType.Integer, 0, before_seq - 1))])
-                result = searcher.search(narrowed, fetch, count=True, order_by_field="seq",
-                                         order=tantivy.Order.Desc)
-                total = result.count
+                found, total = run(narrowed, order_by_field="seq", order=tantivy.Order.Desc)
                 if exact_total or total <= self.total_threshold:
-                    total = searcher.search(query, 1, count=True).count   # limit 0 panics
+                    total = self._live_count(      # limit 0 panics
+                        query, int(searcher.search(query, 1, count=True).count or 0), plan,
+                        True, searcher)
         else:
-            result = searcher.search(query, fetch, count=True, offset=offset)
-            total = result.count
-        total = int(total or 0)
+            found, total = run(query, offset=offset)
+        found = found[:limit + 1]
+        total = max(total, 0)
         relation = "eq"
         if not exact_total and total > self.total_threshold:
             total, relation = self.total_threshold, "gte"
         hits = []
         generators: dict[str, tantivy.SnippetGenerator] = {}
-        for score, address in result.hits[:limit]:
+        for score, address in found[:limit]:
             doc = searcher.doc(address)
             snippet = ""
             if snippets and text_query is not None:
@@ -153,7 +226,7 @@ class IndexReader:
             ranked = text_query is not None and order_by is None
             hits.append(Hit(doc["id"][0], float(score) if ranked else 0.0,
                             int(doc["seq"][0]), snippet))
-        return HitPage(hits, total, relation, len(result.hits) > limit)
+        return HitPage(hits, total, relation, len(found) > limit)
 
     def seqs_matching(self, query: tantivy.Query, searcher: tantivy.Searcher,
                       among: list[str] | None = None, limit: int = 1) -> list[int]:
@@ -207,3 +280,30 @@ class IndexReader:
                 return snippet.to_html()
         text = (doc.to_dict().get("content") or [""])[0]
         return html.escape(text[:200])
+
+    # -- inspection (doctor, health) -----------------------------------------------------
+    def doc_ids(self) -> Iterator[tuple[str, int]]:
+        """Every (id, seq) in every partition (for doctor)."""
+        parts = self._live()
+        parts.reload()      # what is committed now, another process's commits included
+        for _, index in parts.items():
+            searcher = index.searcher()
+            n = searcher.num_docs
+            if n == 0:
+                continue
+            result = searcher.search(tantivy.Query.all_query(), n)
+            for _, address in result.hits:
+                doc = searcher.doc(address)
+                yield doc["id"][0], int(doc["seq"][0])
+
+    def count(self) -> int:
+        """Documents in every partition."""
+        return sum(index.searcher().num_docs for _, index in self._live().items())
+
+    def segments(self) -> int:
+        return sum(index.searcher().num_segments for _, index in self._live().items())
+
+    def partitions(self) -> dict[str, int]:
+        """Documents per partition ("shared", or the workspace of a dedicated one)."""
+        return {name or "shared": index.searcher().num_docs
+                for name, index in self._live().items()}

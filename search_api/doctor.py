@@ -84,12 +84,17 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
         pass                      # then the drift below is real enough to report
     owned: set[tuple[str, str]] = set()
     seqs: dict[str, int] = {}
+    expired_ids: set[str] = set()
     now = svc.now()
     for res in svc.catalog.resources.all():
         owned.add((res.connection, res.path))
         seqs[res.id] = res.seq
         if res.expires_at is not None and res.expires_at <= now:
             problems.append(Problem("expired-present", res.uri))
+            # The index writer deletes expired documents ahead of gc (SearchIndex.
+            # sweep_expired): present or not, the index is right about this one.
+            del seqs[res.id]
+            expired_ids.add(res.id)
         backend = svc.backends.get(res.connection)
         if backend is None or res.connection in down:
             continue
@@ -127,7 +132,7 @@ def diagnose(svc: ResourceService, verify_bytes: bool = True) -> list[Problem]:
         elif indexed[id_] != seq:
             problems.append(Problem("index-stale", id_, f"index seq {indexed[id_]}, catalog {seq}"))
     for id_ in indexed:
-        if id_ not in seqs:
+        if id_ not in seqs and id_ not in expired_ids:
             problems.append(Problem("index-extra", id_))
     return problems
 

@@ -125,6 +125,9 @@ class Metrics:
         self.index_commits = Counter("resources_index_commits", "Index commits", registry=r)
         self.index_commit_documents = Counter("resources_index_commit_documents",
                                               "Documents written by index commits", registry=r)
+        self.index_expired = Counter("resources_index_expired_documents",
+                                     "Documents of expired resources deleted from the index "
+                                     "ahead of gc", registry=r)
         self.index_commit_seconds = Histogram("resources_index_commit_duration_seconds",
                                               "Index commit time (write, commit, merge wait)",
                                               buckets=COMMIT_BUCKETS, registry=r)
@@ -152,6 +155,8 @@ class Metrics:
             self.index_commits.inc()
             self.index_commit_documents.inc(f["documents"])
             self.index_commit_seconds.observe(f["seconds"])
+        elif name == "index.expired":
+            self.index_expired.inc(f["documents"])
         elif name == "gc":
             self.gc_runs.inc()
             self.gc_removed.labels("resource").inc(f["removed"])

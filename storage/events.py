@@ -9,6 +9,7 @@ Events (name: fields):
   persist          tier, connection, bytes, created (bool)
   extract          extractor (text|pdf|none), outcome (ok|truncated|timeout|error), seconds
   index.commit     documents (touched), seconds
+  index.expired    documents (of expired resources, deleted from the index ahead of gc)
   gc               removed, removed_bytes, kv_removed, seconds
   kv               op (set|get|delete|list), outcome (ok|<error code>)
   semantic.embed   chunks (embedded in one call), seconds

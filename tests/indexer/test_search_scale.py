@@ -142,6 +142,42 @@ def test_expired_resources_stay_out_of_totals_and_facets(corpus, settings):
     assert tiers == {"retained": 9}
 
 
+@pytest.mark.parametrize("q,params", [
+    ("scaleword", {}), (None, {}), ("scaleword", {"sort": "name"}), (None, {"tag": "red"}),
+])
+@pytest.mark.parametrize("slack", [8, 0])
+def test_expired_dropped_after_the_search_equal_the_exclusion_clause(corpus, monkeypatch,
+                                                                    q, params, slack):
+    """Unswept expired documents are dropped from the hits after the search (and taken
+    off the count) instead of by a MustNot clause: every page, cursor and total is what
+    the clause gives. ``slack`` 0 forces the second, larger fetch of a short page."""
+    import indexer.reader as reader
+    svc = corpus
+    real_now = svc.now
+    svc.now = lambda: real_now() + svc.settings.tiers["ephemeral"].retention_seconds + 1
+
+    def walk(extra: dict, limit: int) -> list:
+        out, cursor = [], None
+        while True:
+            page = svc.search(WS, q, {**params, **extra}, limit=limit, cursor=cursor)
+            out.append(([r.uri for r in page.items], page.total, page.total_relation))
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
+    monkeypatch.setattr(reader, "POSTFILTER_SLACK", slack)
+    for limit in (1, 2, 5):
+        for extra in ({}, {"exact-total": "1"}):
+            dropped = walk(extra, limit)
+            monkeypatch.setattr(reader, "POSTFILTER_MAX", 0)      # the MustNot clause
+            clause = walk(extra, limit)
+            monkeypatch.setattr(reader, "POSTFILTER_MAX", 256)
+            assert dropped == clause
+            uris = [u for items, _, _ in dropped for u in items]
+            assert len(uris) == len(set(uris)) == dropped[0][1]
+            assert all(svc.get(WS, u).tier == "retained" for u in uris)
+
+
 # -- facets ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("q,params,match", [
     (None, {}, lambda r: True),
@@ -292,3 +328,55 @@ def test_workspace_clause_left_out_only_while_the_index_holds_one_workspace(serv
     svc.delete("ws-other", other.uri)
     assert svc.search(WS, "tenancyword", {"exact-total": "1"}, limit=10).total == 3
     assert svc.search("ws-other", "tenancyword", {}, limit=10).total == 0
+
+
+def test_index_sweeps_expired_documents_ahead_of_gc_and_nothing_changes(corpus):
+    """The writer deletes expired resources' documents from the index (ahead of gc):
+    searches, totals and facets are the same before and after, doctor sees no drift, and
+    gc afterwards removes the records with nothing left over."""
+    from search_api.doctor import diagnose
+    svc = corpus
+    real_now = svc.now
+    later = real_now() + svc.settings.tiers["ephemeral"].retention_seconds + 1
+    svc.now = lambda: later
+    params = {"facets": "tier", "exact-total": "1"}
+    before = svc.search(WS, "scaleword", params, limit=20)
+    listed = svc.list(WS, {"exact-total": "1"}, limit=20)
+    indexed = svc.index.count()
+    assert svc.index.sweep_expired(int(later)) == 4       # i % 4 == 0 of 13: ephemeral
+    assert svc.index.count() == indexed - 4
+    assert svc.index.sweep_expired(int(later)) == 0       # nothing left to sweep
+    after = svc.search(WS, "scaleword", params, limit=20)
+    assert [r.uri for r in after.items] == [r.uri for r in before.items]
+    assert (after.total, after.facets) == (before.total, before.facets) == (9, after.facets)
+    assert [r.uri for r in svc.list(WS, {"exact-total": "1"}, limit=20).items] == \
+        [r.uri for r in listed.items]
+    kinds = {p.kind for p in diagnose(svc, verify_bytes=False)}
+    assert kinds == {"expired-present"}                   # gc's job, not index drift
+    svc.gc()
+    assert diagnose(svc, verify_bytes=False) == []
+    assert svc.search(WS, "scaleword", params, limit=20).total == 9
+
+
+def test_follower_sweeps_expired_documents(service, settings):
+    """`serve`'s follower runs the sweep as the elected writer, on the real clock."""
+    import dataclasses
+    import time
+
+    from indexer.follower import IndexFollower
+    tiers = service.settings.tiers
+    tiers["ephemeral"] = dataclasses.replace(tiers["ephemeral"], retention_seconds=1)
+    for i in range(3):
+        service.persist(WS, {"filename": f"e{i}.txt", "tier": "ephemeral",
+                             "display-name": "sweepword"}, b"sweepword\n")
+    service.persist(WS, {"filename": "kept.txt", "display-name": "sweepword"}, b"sweepword\n")
+    assert service.index.count() == 4
+    follower = IndexFollower(service.index, expire_every=0.1, log=lambda m: None).start()
+    try:
+        deadline = time.monotonic() + 20
+        while service.index.count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        follower.stop()
+    assert service.index.count() == 1
+    assert [r.filename for r in service.search(WS, "sweepword").items] == ["kept.txt"]
