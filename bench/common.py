@@ -175,10 +175,15 @@ def free_port() -> int:
 
 class Server:
     """`create_app(service=ResourceService(home))` under a real uvicorn, in a subprocess
-    (so the client's GIL and memory are not the server's); see ``bench.server``."""
+    (so the client's GIL and memory are not the server's); see ``bench.server``.
 
-    def __init__(self, home: Path, log_path: Path | None = None) -> None:
+    With ``workers``, the real `resources serve --workers N` on the home instead (N
+    request processes on one port, uvicorn's supervisor in front)."""
+
+    def __init__(self, home: Path, log_path: Path | None = None,
+                 workers: int | None = None) -> None:
         self.home = home
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or (home.parent / f"server-{self.port}.log")
@@ -187,9 +192,16 @@ class Server:
     def __enter__(self) -> "Server":
         import httpx
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.server", str(self.home), str(self.port)],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        if self.workers:
+            # Request logs at warning, like bench.server: the figure is the search's.
+            argv = [sys.executable, "-m", "search_api.cli", "serve", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--workers", str(self.workers),
+                    "--log-level", "warning"]
+        else:
+            argv = [sys.executable, "-m", "bench.server", str(self.home), str(self.port)]
+        env = {**os.environ, "RESOURCES_HOME": str(self.home)}
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

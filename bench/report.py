@@ -81,6 +81,17 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
                         "measured": f"{_fmt(ratio)}× ({_fmt(rows['facets_all']['inproc']['p50_ms'])}"
                                     f" vs {_fmt(rows['common_word']['inproc']['p50_ms'])} ms), {at}",
                         "met": ratio <= 3})
+        out += _issue18_targets(rows, at)
+    hl = figures.get("http_load")
+    if hl and hl.get("serve_workers"):
+        hw = hl["serve_workers"]["load"]
+        out.append({"target": f"HTTP, {hw['clients']} clients, `serve --workers "
+                              f"{hl['serve_workers']['workers']}`: ≥ 2× the 180 req/s of the "
+                              f"2026-11-23 run (one process), p99 ≤ 40 ms",
+                    "measured": f"{_fmt(hw['rps'])} req/s ({_fmt(hw['rps'] / HTTP_RPS_BEFORE)}×; "
+                                f"one process in this run: {_fmt(hl['load']['rps'])}), p99 "
+                                f"{_fmt(hw['p99_ms'])} ms, at {int(hl['size']):,} resources",
+                    "met": hw["rps"] >= 2 * HTTP_RPS_BEFORE and hw["p99_ms"] <= 40})
     ing = figures.get("ingest")
     if ing:
         out.append({"target": "bulk ingest ≥ 2,000 small resources/s",
@@ -111,6 +122,35 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"{ig['ratio']:.2f}× ({_fmt(ig['one_by_one']['bytes'] / 1e6)} MB vs "
                                 f"{_fmt(ig['bulk']['bytes'] / 1e6)} MB, {ig['docs']:,} docs)",
                     "met": ig["ratio"] <= 2})
+    return out
+
+
+#: Requests/s of figure 5 at 1M before issue 18 (full run of 2026-11-23, code 04f507e).
+HTTP_RPS_BEFORE = 180.0
+
+
+def _issue18_targets(rows: dict[str, Any], at: str) -> list[dict[str, Any]]:
+    """Issue 18: p50 ≤ 3 ms and ≤ 1.5× the bare words on the workspace alone; p99 ≤ 3× p50."""
+    plain = {k: r for k, r in rows.items() if "facets" not in k}
+    out = []
+    worst = max(plain.values(), key=lambda r: r["inproc"]["p50_ms"])
+    out.append({"target": "search p50 ≤ 3 ms in-process (every shape)",
+                "measured": f"worst {_fmt(worst['inproc']['p50_ms'])} ms ({worst['label']}; "
+                            f"bare Tantivy {_fmt((worst.get('bare') or {}).get('p50_ms'))} ms), {at}",
+                "met": worst["inproc"]["p50_ms"] <= 3})
+    ratios = {k: r["vs_bare"] for k, r in plain.items() if r.get("vs_bare")}
+    if ratios:
+        key = max(ratios, key=ratios.get)
+        n = sum(1 for v in ratios.values() if v <= 1.5)
+        out.append({"target": "search p50 ≤ 1.5× the bare words on the workspace's documents alone",
+                    "measured": f"worst {_fmt(ratios[key])}× ({plain[key]['label']}); "
+                                f"{n}/{len(ratios)} shapes ≤ 1.5×, {at}",
+                    "met": ratios[key] <= 1.5})
+    spread = {k: r["inproc"]["p99_ms"] / r["inproc"]["p50_ms"] for k, r in plain.items()}
+    key = max(spread, key=spread.get)
+    out.append({"target": "p99 ≤ 3× p50 in-process (every shape)",
+                "measured": f"worst {_fmt(spread[key])}× ({plain[key]['label']}), {at}",
+                "met": spread[key] <= 3})
     return out
 
 
@@ -146,11 +186,16 @@ def render_section(mode: str, run: dict[str, Any]) -> str:
                       + f". FTS5 baseline built in {_fmt(block['fts5_build']['seconds'])} s "
                       f"({_fmt(block['fts5_build']['bytes'] / 1e6)} MB). p50 / p95 / p99 in ms; "
                       f"ratio = FTS5 p50 / service p50 (> 1: the service is faster).", "",
-                      "| shape | total (FTS5) | in-process | HTTP | FTS5 | in-process vs FTS5 | HTTP vs FTS5 |",
-                      "|---|---|---|---|---|---|---|"]
+                      "Bare: the same words straight on Tantivy over only the workspace's "
+                      "documents (its partition), no count, expiry or page load "
+                      "(bench/search_latency.py).", "",
+                      "| shape | total (FTS5) | in-process | bare | in-process vs bare | HTTP | FTS5 | in-process vs FTS5 | HTTP vs FTS5 |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for row in block["shapes"].values():
+                vs_bare = f"{_fmt(row['vs_bare'])}×" if row.get("vs_bare") else "–"
                 lines.append(f"| {row['label']} | {row['total']:,} ({row['fts5_total']:,}) | "
-                             f"{_lat(row['inproc'])} | {_lat(row['http'])} | {_lat(row['fts5'])} | "
+                             f"{_lat(row['inproc'])} | {_lat(row.get('bare'))} | {vs_bare} | "
+                             f"{_lat(row['http'])} | {_lat(row['fts5'])} | "
                              f"{_fmt(row['speedup_p50'])}× | {_fmt(row['http_speedup_p50'])}× |")
             lines.append("")
     ing = figs.get("ingest")
@@ -200,6 +245,16 @@ def render_section(mode: str, run: dict[str, Any]) -> str:
                   f"{_fmt(ld['p99_ms'])} | {ld['errors']} | {_fmt(hl['rps_vs_single'])}× |",
                   f"| baseline: 1 | {_fmt(one['rps'])} | {_fmt(one['p50_ms'])} | "
                   f"{_fmt(one['p99_ms'])} | {one['errors']} | 1.00× |", ""]
+        if hl.get("serve_workers"):
+            sw = hl["serve_workers"]
+            w, w1 = sw["load"], sw["single_client"]
+            lines += [f"The same load on `resources serve --workers {sw['workers']}`:", "",
+                      "| clients | requests/s | p50 | p99 | errors | vs one process, same clients |",
+                      "|---|---|---|---|---|---|",
+                      f"| {w['clients']} | {_fmt(w['rps'])} | {_fmt(w['p50_ms'])} | "
+                      f"{_fmt(w['p99_ms'])} | {w['errors']} | {_fmt(w['rps'] / ld['rps'])}× |",
+                      f"| 1 | {_fmt(w1['rps'])} | {_fmt(w1['p50_ms'])} | {_fmt(w1['p99_ms'])} | "
+                      f"{w1['errors']} | {_fmt(w1['rps'] / one['rps'])}× |", ""]
     if run.get("notes"):
         lines += ["### Notes", ""] + [f"- {n}" for n in run["notes"]] + [""]
     lines.append(f"<!-- bench:{mode}:end -->")

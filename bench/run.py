@@ -90,6 +90,16 @@ def run_search(cfg: dict[str, Any], data_dir: Path, home: Path, home_kind: str,
                         log(f"  {hl['load']['rps']:,.0f} req/s, p99 {hl['load']['p99_ms']:.1f} ms "
                             f"({hl['rps_vs_single']:.2f}x one client)")
                         save()
+                if size == cfg["sizes"][-1]:
+                    # The same load on `resources serve --workers N` (issue 18's setting).
+                    n = cfg.get("serve_workers", 2)
+                    log(f"HTTP load on `serve --workers {n}`")
+                    with Server(home, data_dir / "server-workers.log", workers=n) as server:
+                        hw = http_load.run(server.url, key, cfg["clients"], cfg["load_seconds"])
+                    hw["workers"] = n
+                    figures["http_load"]["serve_workers"] = hw
+                    log(f"  {hw['load']['rps']:,.0f} req/s, p99 {hw['load']['p99_ms']:.1f} ms")
+                    save()
             finally:
                 svc.close()
     finally:
@@ -113,9 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--only", default=None,
                     help="comma list of: ingest, streaming, search (default: all)")
     ap.add_argument("--keep-data", action="store_true", help="do not delete the data homes")
+    ap.add_argument("--sizes", default=None,
+                    help="comma list of search corpus sizes instead of the mode's (e.g. 1000000)")
     args = ap.parse_args(argv)
     mode = args.mode or "quick"
-    cfg = MODES[mode]
+    cfg = dict(MODES[mode])
+    if args.sizes:
+        cfg["sizes"] = sorted(int(x) for x in args.sizes.split(","))
     data_dir = Path(args.data) if args.data else DEFAULT_DATA / mode
     data_dir.mkdir(parents=True, exist_ok=True)
     results = Path(args.results) if args.results else REPO / "bench" / "RESULTS.md"

@@ -92,6 +92,33 @@ def http_requests(shape_list: list[Shape] | None = None) -> list[tuple[str, dict
             if s.page == 1 and "facets" not in s.params]
 
 
+def bare_call(svc, shape: Shape, now: int):
+    """The bare yardstick of ``shape`` (module docstring), or None without a partition
+    of the workspace's own."""
+    import tantivy
+
+    from indexer.partitions import SHARED
+    from indexer.query import Filters, filter_clauses, parse_text
+    if svc.index._live().route(MAIN_WS) == SHARED:
+        return None
+    index = svc.index._current(MAIN_WS)
+    searcher = index.searcher()
+    params = {k: v for k, v in shape.params.items() if k != "facets"}
+    words = parse_text(index, shape.q or "")
+    extra = filter_clauses(index.schema, MAIN_WS, Filters.from_params(params), now)[0][1:]
+    clauses = [(tantivy.Occur.Must, tantivy.Query.const_score_query(e, 0.0)) for e in extra]
+    if words is not None:
+        clauses.insert(0, (tantivy.Occur.Must, words))
+    query = (words if len(clauses) == 1 and words is not None else
+             tantivy.Query.boolean_query(clauses or [(tantivy.Occur.Must,
+                                                      tantivy.Query.all_query())]))
+    offset = (shape.page - 1) * 20
+    if shape.q is None:        # a list: newest first
+        return lambda: searcher.search(query, 21, count=False, order_by_field="seq",
+                                       order=tantivy.Order.Desc)
+    return lambda: searcher.search(query, 21, count=False, offset=offset)
+
+
 def run(svc, fts, server_url: str | None, api_key: str | None, iters: int,
         http_iters: int, budget_s: float) -> dict[str, Any]:
     import httpx
@@ -120,6 +147,10 @@ def run(svc, fts, server_url: str | None, api_key: str | None, iters: int,
                                    "fts5_total": fts_total, "hits": len(first.items),
                                    "fts5_hits": len(ids)}
             row["inproc"] = summarize(measure(inproc, iters, budget_s))
+            bare = bare_call(svc, shape, now)
+            row["bare"] = summarize(measure(bare, iters, budget_s)) if bare else None
+            row["vs_bare"] = (row["inproc"]["p50_ms"] / row["bare"]["p50_ms"]
+                              if bare and "facets" not in shape.params else None)
             row["fts5"] = summarize(measure(baseline, iters, budget_s))
             if client is not None:
                 hcursor = _http_cursor(client, shape)

@@ -34,6 +34,9 @@ def test_bench_smoke_produces_every_figure(tmp_path):
     assert st["core"]["rss_peak_mb"] > 0 and st["http"]["server_rss_peak_mb"] > 0
     assert figures["index_growth"]["ratio"] > 0
     assert figures["http_load"]["load"]["requests"] > 0
+    # the same load on the real `resources serve --workers 2`
+    assert figures["http_load"]["serve_workers"]["load"]["requests"] > 0
+    assert figures["http_load"]["serve_workers"]["load"]["errors"] == 0
 
     text = results.read_text()
     assert "<!-- bench:smoke:start -->" in text and "### Targets" in text
