@@ -71,6 +71,8 @@ class Partitions:
     def __init__(self, directory: Path, indexes: dict[str, tantivy.Index]) -> None:
         self.directory = directory
         self.indexes = indexes
+        # Checked on every search (``present``): plain strings, no Path work each time.
+        self._metas = [os.path.join(partition_dir(directory, n), "meta.json") for n in indexes]
 
     @classmethod
     def create(cls, directory: Path, schema: tantivy.Schema,
@@ -131,8 +133,7 @@ class Partitions:
     # -- state ---------------------------------------------------------------------------
     def present(self) -> bool:
         """Every partition's directory still has its meta (no one deleted it under us)."""
-        return all(os.path.exists(os.path.join(partition_dir(self.directory, n), "meta.json"))
-                   for n in self.indexes)
+        return all(os.path.exists(meta) for meta in self._metas)
 
     def reload(self, names: list[str] | None = None) -> None:
         for name in self.indexes if names is None else names:

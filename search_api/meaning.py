@@ -86,7 +86,7 @@ def ranked_by_meaning(self: "Queries", sem: Any, workspace: str, q: str, text_qu
         ranked = rrf([[h.id for h in hits], [v[0] for v in vector]], k=RRF_K)
         lexical_ids = {h.id for h in hits}
     page_ids = [i for i, _ in ranked[start:start + limit]]
-    records = self.catalog.resources.get_many(page_ids)
+    records = self.catalog.records.get_many(page_ids)
     page_ids = [i for i in page_ids if i in records]
     if mode == "hybrid":
         lexical_snippets = self.index.snippets_for(

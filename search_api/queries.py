@@ -163,7 +163,7 @@ class Queries:
                                  offset=start, before_seq=before_seq, exact_total=exact_total,
                                  searcher=searcher, order_by=order_by)
         # One catalog query for the page's records; snippets were made for these hits only.
-        records = self.catalog.resources.get_many([h.id for h in page.hits])
+        records = self.catalog.records.get_many([h.id for h in page.hits])
         items = [records[h.id] for h in page.hits if h.id in records]
         next_cursor = None
         # An offset page at the end of the ranked window offers no next page: its cursor

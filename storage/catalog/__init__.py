@@ -20,6 +20,7 @@ from .intents import Intents
 from .keys import Keys
 from .kv import KvRow, KvRows
 from .nodes import NodeRow, Nodes
+from .record_cache import RecordCache
 from .resources import Resources
 from .slots import Idempotency, PickerOrigins, Slots
 from .sqlite_schema import SCHEMA_VERSION, migrate
@@ -58,6 +59,8 @@ class Catalog:
             else open_database(location)
         self.changes = ChangeLog(self.database)
         self.resources = Resources(self.database, self.changes.append)
+        #: Search pages' records, re-read only where their seq moved (record_cache.py).
+        self.records = RecordCache(self.resources)
         self.intents = Intents(self.database)
         self.slots = Slots(self.database)
         self.picker_origins = PickerOrigins(self.database)

@@ -52,6 +52,21 @@ class Resources:
                 out[row["id"]] = Resource.from_row(row)
         return out
 
+    def seqs(self, ids: list[str]) -> dict[str, int]:
+        """The current ``seq`` of each id that exists (RecordCache's freshness check)."""
+        out: dict[str, int] = {}
+        reader = self.database.reader()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            if self.database.dialect == "postgresql":
+                cur = reader.execute("SELECT id, seq FROM resources WHERE id = ANY(?)", (chunk,))
+            else:
+                cur = reader.execute(
+                    f"SELECT id, seq FROM resources WHERE id IN ({placeholders(len(chunk))})",
+                    chunk)
+            out.update({row[0]: int(row[1]) for row in cur.fetchall()})
+        return out
+
     def upsert(self, tx: Tx, res: Resource, text: str | None) -> int:
         """Write the record and its text; returns the change-log position."""
         row = res.to_row()

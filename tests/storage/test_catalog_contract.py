@@ -13,6 +13,7 @@ from typing import Callable
 import pytest
 
 from storage.catalog import Catalog
+from storage.catalog.record_cache import RecordCache
 from storage.records import Extraction, Resource, Slot
 
 
@@ -94,6 +95,33 @@ def test_upsert_replaces_and_update_keeps_the_text(cat):
     assert cat.resources.get("R1").display_name == "renamed"
     assert cat.resources.extract_text("R1") == "two"
     assert cat.resources.count() == 1
+
+
+def test_record_cache_serves_what_get_many_serves(open_catalog):
+    """Search pages' records (RecordCache): a change made through another handle (another
+    process) is seen at once, a deleted record is left out, and the cache stays bounded."""
+    a, b = open_catalog(), open_catalog()
+    for i in range(3):
+        put(a, resource(f"R{i}"), "x")
+    ids = ["R0", "R1", "R2", "missing"]
+    first = a.records.get_many(ids)
+    assert set(first) == {"R0", "R1", "R2"}
+    assert a.records.get_many(ids)["R0"] is first["R0"]      # served without a re-read
+    changed = b.resources.get("R1")
+    changed.display_name = "renamed"
+    with b.transaction() as tx:
+        changed.seq = b.changes.next_seq(tx)      # as every writer does (lifecycle, overrides)
+        b.resources.update(tx, changed)
+    with b.transaction() as tx:
+        b.resources.delete(tx, "R2")
+    again = a.records.get_many(ids)
+    assert set(again) == {"R0", "R1"}
+    assert again["R1"].display_name == "renamed"
+    assert {k: v.seq for k, v in again.items()} == \
+        {k: v.seq for k, v in a.resources.get_many(ids).items()}
+    small = RecordCache(a.resources, size=1)
+    assert set(small.get_many(["R0", "R1"])) == {"R0", "R1"}
+    assert len(small._records) == 1
 
 
 def test_one_record_per_location(cat):
