@@ -51,23 +51,36 @@ def _search_home(mode: str, data_dir: Path, largest: int, override: str | None) 
 
 
 def run_search(cfg: dict[str, Any], data_dir: Path, home: Path, home_kind: str,
-               figures: dict[str, Any], save) -> None:
+               figures: dict[str, Any], save, reuse: bool = False) -> None:
     from . import http_load, search_latency
     from .common import load_corpus
     from .fts5_baseline import Fts5Baseline
 
-    fresh_dir(home)
+    # --reuse-home: a home loaded by an earlier run (with --keep-data) is measured again
+    # as it is, so a code change is measured without another hour of loading.
+    marker = home / ".bench-loaded.json"
+    loads = json.loads(marker.read_text()) if reuse and marker.exists() else {}
+    if not loads:
+        fresh_dir(home)
     fts_path = data_dir / "fts5-baseline.db"
     for p in data_dir.glob("fts5-baseline.db*"):
         p.unlink()
     fts = Fts5Baseline(fts_path)
     figures["search_latency"] = {"sizes": {}}
-    loaded = 0
+    loaded = max((int(k) for k in loads), default=0)
     try:
         for size in cfg["sizes"]:
-            log(f"search corpus: loading {loaded:,} → {size:,} resources into {home}")
-            load = load_corpus(home, loaded, size, procs=cfg["procs"], batch=cfg["batch"])
-            log(f"  loaded in {load['seconds']:.0f} s ({load['per_s']:,.0f}/s)")
+            if str(size) in loads:
+                load = loads[str(size)]
+                log(f"search corpus: reusing the {size:,} resources loaded into {home}")
+            else:
+                if size < loaded:
+                    raise SystemExit(f"{home} holds {loaded:,} resources, more than {size:,}")
+                log(f"search corpus: loading {loaded:,} → {size:,} resources into {home}")
+                load = load_corpus(home, loaded, size, procs=cfg["procs"], batch=cfg["batch"])
+                log(f"  loaded in {load['seconds']:.0f} s ({load['per_s']:,.0f}/s)")
+                loads[str(size)] = load
+                marker.write_text(json.dumps(loads))
             loaded = size
             fts_build = fts.load_from_catalog(home / "catalog.db")
             log(f"  FTS5 baseline: {fts_build['docs']:,} docs in {fts_build['seconds']:.0f} s")
@@ -123,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--only", default=None,
                     help="comma list of: ingest, streaming, search (default: all)")
     ap.add_argument("--keep-data", action="store_true", help="do not delete the data homes")
+    ap.add_argument("--reuse-home", action="store_true",
+                    help="measure the corpus an earlier run left in --search-home (--keep-data)")
     ap.add_argument("--sizes", default=None,
                     help="comma list of search corpus sizes instead of the mode's (e.g. 1000000)")
     args = ap.parse_args(argv)
@@ -182,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             save()
         if "search" in only:
             try:
-                run_search(cfg, data_dir, search_home, home_kind, figures, save)
+                run_search(cfg, data_dir, search_home, home_kind, figures, save,
+                           reuse=args.reuse_home)
             finally:
                 if not args.keep_data:
                     shutil.rmtree(search_home, ignore_errors=True)
