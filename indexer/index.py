@@ -28,6 +28,7 @@ The read side (one query per search, paging, totals, facets, snippets) is in rea
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -35,7 +36,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import tantivy
 
@@ -287,16 +288,8 @@ class SearchIndex(IndexReader):
                 homes.add(parts.route(res.workspace if res is not None else None))
             for name in homes:
                 plan.setdefault(name, []).append(id_)
-        # The elected writer of `serve` keeps its Tantivy writers between batches (a new
-        # one per batch costs its threads and a wait for merges each time); anyone else
-        # takes one per batch and consumes it, which waits for merges and frees the lock.
-        keep = self.leader.keep
-        held = self._kept_writers() if keep else {}
-        writers: dict[str, tantivy.IndexWriter] = {}
         started = time.monotonic()
-        try:
-            for name in plan:
-                writers[name] = held.get(name) or self._writer(parts.index(name), wait)
+        with self._writing(parts, list(plan), wait) as writers:
             for name, part_ids in plan.items():
                 writer = writers[name]
                 for id_ in part_ids:
@@ -310,19 +303,6 @@ class SearchIndex(IndexReader):
                     fault("index.between_partitions")
                 writers[name].commit()
             fault("index.after_commit")
-            if keep:
-                self._held_writers = (self._target, {**held, **writers})
-            else:
-                for writer in writers.values():
-                    writer.wait_merging_threads()
-        except BaseException:
-            self._held_writers = (None, {})
-            for writer in writers.values():
-                try:
-                    writer.rollback()
-                except BaseException:
-                    pass
-            raise
         # Only after every commit: a position ahead of the index would skip changes.
         assert self._target is not None
         position = rows[-1][0]
@@ -455,15 +435,28 @@ class SearchIndex(IndexReader):
 
     def _delete_everywhere(self, parts: Partitions, names: dict[str, int],
                            query: tantivy.Query) -> None:
+        with self._writing(parts, list(names), self.lock_wait) as writers:
+            for writer in writers.values():
+                writer.delete_documents_by_query(query)
+                writer.commit()
+        parts.reload(list(names))
+
+    @contextlib.contextmanager
+    def _writing(self, parts: Partitions, names: list[str],
+                 wait: float) -> Iterator[dict[str, tantivy.IndexWriter]]:
+        """Tantivy writers of these partitions, for one batch of commits.
+
+        The elected writer of `serve` keeps its writers between batches (a new one per
+        batch costs its threads and a wait for merges each time); anyone else takes one
+        per batch and consumes it, which waits for merges and frees the lock. A failure
+        rolls every one back and drops the kept ones."""
         keep = self.leader.keep
         held = self._kept_writers() if keep else {}
         writers: dict[str, tantivy.IndexWriter] = {}
         try:
             for name in names:
-                writers[name] = held.get(name) or self._writer(parts.index(name),
-                                                               self.lock_wait)
-                writers[name].delete_documents_by_query(query)
-                writers[name].commit()
+                writers[name] = held.get(name) or self._writer(parts.index(name), wait)
+            yield writers
             if keep:
                 self._held_writers = (self._target, {**held, **writers})
             else:
@@ -477,7 +470,6 @@ class SearchIndex(IndexReader):
                 except BaseException:  # noqa: BLE001 - the first error is the one to raise
                     pass
             raise
-        parts.reload(list(names))
 
 
 def _read_position(directory: Path) -> int | None:

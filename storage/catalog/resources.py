@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ..records import Resource
-from .database import Database, Tx, one_as_dict, placeholders, rows_as_dicts
+from .database import Cursor, Database, Tx, one_as_dict, placeholders, rows_as_dicts
 
 # PostgreSQL's SUM over BIGINT is NUMERIC (a Decimal in Python): cast back to an integer.
 _SUM_SIZE = "CAST(COALESCE(SUM(size), 0) AS BIGINT)"
@@ -38,34 +38,28 @@ class Resources:
 
     def get_many(self, ids: list[str]) -> dict[str, Resource]:
         out: dict[str, Resource] = {}
-        reader = self.database.reader()
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
-            if self.database.dialect == "postgresql":
-                # One statement text for any page size: prepared once per connection, where
-                # IN (?, ?, ...) would be a new statement for every length.
-                cur = reader.execute("SELECT * FROM resources WHERE id = ANY(?)", (chunk,))
-            else:
-                cur = reader.execute(
-                    f"SELECT * FROM resources WHERE id IN ({placeholders(len(chunk))})", chunk)
+        for cur in self._by_ids("*", ids):
             for row in rows_as_dicts(cur):
                 out[row["id"]] = Resource.from_row(row)
         return out
 
     def seqs(self, ids: list[str]) -> dict[str, int]:
         """The current ``seq`` of each id that exists (RecordCache's freshness check)."""
-        out: dict[str, int] = {}
+        return {row[0]: int(row[1]) for cur in self._by_ids("id, seq", ids)
+                for row in cur.fetchall()}
+
+    def _by_ids(self, columns: str, ids: list[str]) -> Iterator[Cursor]:
         reader = self.database.reader()
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             if self.database.dialect == "postgresql":
-                cur = reader.execute("SELECT id, seq FROM resources WHERE id = ANY(?)", (chunk,))
+                # One statement text for any page size: prepared once per connection, where
+                # IN (?, ?, ...) would be a new statement for every length.
+                yield reader.execute(f"SELECT {columns} FROM resources WHERE id = ANY(?)",
+                                     (chunk,))
             else:
-                cur = reader.execute(
-                    f"SELECT id, seq FROM resources WHERE id IN ({placeholders(len(chunk))})",
-                    chunk)
-            out.update({row[0]: int(row[1]) for row in cur.fetchall()})
-        return out
+                yield reader.execute(f"SELECT {columns} FROM resources WHERE id IN "
+                                     f"({placeholders(len(chunk))})", chunk)
 
     def upsert(self, tx: Tx, res: Resource, text: str | None) -> int:
         """Write the record and its text; returns the change-log position."""
