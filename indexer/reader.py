@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 import tantivy
 
-from .facets import DEFAULT_FACET_SIZE, aggregation_request, read_aggregation
+from .facets import (DEFAULT_FACET_SIZE, FACET_SAMPLE_DOCS, aggregation_request,
+                     read_aggregation, sample_buckets)
 from .partitions import Partitions
 from .query import Filters, expired_query, filter_clauses
 from .schema import SNIPPET_FIELDS
@@ -42,6 +43,9 @@ class HitPage:
     total: int               # exact, or a lower bound when relation == "gte"
     relation: str = "eq"     # "eq" | "gte"
     more: bool = False       # a next page exists (from one extra hit, not the total)
+    #: How many documents the query matches, when this page counted them all (not a
+    #: later browse page): what sampled facets scale their counts to.
+    matched: int | None = None
 
 
 @dataclass
@@ -63,6 +67,8 @@ class _Plan:
 class IndexReader:
     schema: Any
     total_threshold: int
+    #: Broad queries' facets count about this many documents (attribute: tests lower it).
+    facet_sample_docs: int = FACET_SAMPLE_DOCS
 
     def _current(self, workspace: str | None = None) -> tantivy.Index:
         raise NotImplementedError
@@ -213,6 +219,8 @@ class IndexReader:
             found, total = run(query, offset=offset)
         found = found[:limit + 1]
         total = max(total, 0)
+        matched = total if before_seq is None or exact_total or \
+            total <= self.total_threshold else None
         relation = "eq"
         if not exact_total and total > self.total_threshold:
             total, relation = self.total_threshold, "gte"
@@ -226,7 +234,7 @@ class IndexReader:
             ranked = text_query is not None and order_by is None
             hits.append(Hit(doc["id"][0], float(score) if ranked else 0.0,
                             int(doc["seq"][0]), snippet))
-        return HitPage(hits, total, relation, len(found) > limit)
+        return HitPage(hits, total, relation, len(found) > limit, matched)
 
     def seqs_matching(self, query: tantivy.Query, searcher: tantivy.Searcher,
                       among: list[str] | None = None, limit: int = 1) -> list[int]:
@@ -259,14 +267,29 @@ class IndexReader:
 
     def facets(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
                now: int, names: list[str], size: int = DEFAULT_FACET_SIZE,
-               searcher: tantivy.Searcher | None = None) -> dict[str, Any]:
-        """Counts per value of each facet for the same query as ``search``, in one pass."""
+               searcher: tantivy.Searcher | None = None, exact: bool = True,
+               matched: int | None = None) -> dict[str, Any]:
+        """Counts per value of each facet for the same query as ``search``, in one pass.
+
+        Not ``exact`` (no `exact-total`), a query matching more than FACET_SAMPLE_FROM
+        documents is counted on a uniform sample and scaled (facets.py); ``matched`` is
+        its match count when the caller has it (``HitPage.matched``), else it is counted
+        here."""
         if not names:
             return {}
         searcher = searcher or self.searcher(workspace)
         query = self.query(workspace, text_query, filters, now, searcher)
+        if not exact and matched is None:
+            matched = int(searcher.search(query, 1, count=True).count or 0)
+        buckets = None if exact else sample_buckets(matched or 0, self.total_threshold,
+                                                    self.facet_sample_docs)
+        if buckets is not None:
+            query = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, query),
+                (tantivy.Occur.Must, tantivy.Query.range_query(
+                    self.schema, "sample", tantivy.FieldType.Integer, 0, buckets - 1))])
         result = searcher.aggregate(query, aggregation_request(size, names))
-        return read_aggregation(result, names, size)
+        return read_aggregation(result, names, size, matched if buckets is not None else None)
 
     def _snippet(self, searcher, query, doc, generators: dict) -> str:
         for name in SNIPPET_FIELDS:

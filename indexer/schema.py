@@ -5,6 +5,7 @@ mismatch makes the next start rebuild the index from the catalog.
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any, Callable
 
 import tantivy
@@ -12,8 +13,12 @@ import tantivy
 from storage.layout import folder_prefixes
 from storage.records import Resource
 
-SCHEMA_VERSION = 6      # 4: facet fields fast, expires not fast; 5: updated, size, name_sort
+SCHEMA_VERSION = 7      # 4: facet fields fast, expires not fast; 5: updated, size, name_sort
                         # 6: partitions (one index per big workspace, indexer/partitions.py)
+                        # 7: sample (facets of broad queries from a sample, facets.py)
+
+#: Documents fall into this many sample buckets by a hash of their id (``sample_bucket``).
+SAMPLE_BUCKETS = 1024
 
 #: Exact (raw-tokenized) fields: filters and `field:value` terms, case-sensitive.
 EXACT_FIELDS = ("workspace", "type", "tier", "storage_backend", "storage_root",
@@ -50,6 +55,10 @@ def build_schema(extra: Callable[[tantivy.SchemaBuilder], Any] | None = None
     sb.add_integer_field("updated", stored=False, indexed=True, fast=True)
     sb.add_integer_field("size", stored=False, indexed=True, fast=True)
     sb.add_text_field("name_sort", stored=False, fast=True, tokenizer_name="raw")
+    # A stable pseudo-random bucket per document: the facets of a query matching more than
+    # the exact-total threshold are counted on the buckets below some bound (facets.py),
+    # a uniform sample Tantivy finds through the term dictionary.
+    sb.add_integer_field("sample", stored=False, indexed=True, fast=False)
     if extra is not None:
         extra(sb)
     return sb.build()
@@ -113,4 +122,11 @@ def make_document(res: Resource, extracted: str) -> tantivy.Document:
     doc.add_integer("updated", int(res.updated_at))
     doc.add_integer("size", int(res.size))
     doc.add_text("name_sort", (res.display_name or res.filename or "").lower())
+    doc.add_integer("sample", sample_bucket(res.id))
     return doc
+
+
+def sample_bucket(id_: str) -> int:
+    """The document's sample bucket: CRC-32 of its id (stable across processes and
+    versions, unlike ``hash``), modulo SAMPLE_BUCKETS."""
+    return zlib.crc32(id_.encode()) % SAMPLE_BUCKETS

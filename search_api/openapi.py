@@ -102,7 +102,11 @@ def document(server_url: str = "") -> dict[str, Any]:
             "buckets": {"type": "array", "items": {"type": "object", "properties": {
                 "value": _STR, "count": {"type": "integer"}}}},
             "missing": {"type": "integer"}, "other": {"type": "integer"},
-            "exact": {"type": "boolean"}}},
+            "exact": {"type": "boolean"},
+            "sample": {"type": "integer", "description": "Present when the counts are "
+                       "estimated: how many matching documents were counted (a uniform "
+                       "sample of a query matching more than 10,000; exact-total=true "
+                       "counts them all)"}}},
         "Envelope": {"type": "object", "required": ["data"], "properties": {
             "data": {}, "meta": {"type": "object"}}},
         "PersistSpec": {"type": "object", "properties": {

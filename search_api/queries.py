@@ -176,7 +176,8 @@ class Queries:
         facets = None
         if facet_names:
             facets = self.index.facets(workspace, text_query, filters, now, facet_names,
-                                       facet_size, searcher=searcher)
+                                       facet_size, searcher=searcher, exact=exact_total,
+                                       matched=page.matched)
         return Page(items, page.total, limit, next_cursor,
                     scores={h.id: h.score for h in page.hits},
                     snippets={h.id: h.snippet for h in page.hits},

@@ -71,7 +71,9 @@ def web_facets(page: Any, tiers: list[str], max_roots: int = 100) -> dict[str, A
     capped = bool(root_facet.get("other"))
     if not capped:
         roots.append((None, int(root_facet.get("missing", 0))))
-    return {"total": page.total, "total-relation": page.total_relation,
+    # Past 10,000 matches the counts are estimates from a sample (indexer/facets.py).
+    sample = next((f["sample"] for f in raw.values() if "sample" in f), None)
+    return {"total": page.total, "total-relation": page.total_relation, "sample": sample,
             "type": [(t, types.get(t, 0)) for t in ("file", "result")],
             "tier": [(t, tier_counts.get(t, 0)) for t in tiers],
             "storage-root": roots, "roots-capped": capped,

@@ -280,6 +280,11 @@ def test_web_search_page_runs_one_search_and_one_aggregation(client, corpus):
         for value, n in expected[name].items():
             if n:
                 assert int(shown[f"{key}:{value or ''}"]) == n, (key, value)
+    assert "Counts estimated" not in page.text
+    # Past the threshold the page says its counts are estimates from a sample.
+    corpus.index.total_threshold = corpus.index.facet_sample_docs = 5
+    sampled = client.get(f"/ui/{WS}/search", params={"q": "scaleword"})
+    assert sampled.status_code == 200 and "Counts estimated from" in sampled.text
 
 
 def test_cli_exact_total_and_facets(tmp_path: Path):
@@ -380,3 +385,33 @@ def test_follower_sweeps_expired_documents(service, settings):
         follower.stop()
     assert service.index.count() == 1
     assert [r.filename for r in service.search(WS, "sweepword").items] == ["kept.txt"]
+
+
+def test_broad_facets_are_estimated_from_the_sample_buckets(service):
+    """Past the threshold (and without exact-total) facets are counted on the documents
+    of the first sample buckets and scaled: exactly the estimate the catalog gives for
+    the same buckets; exact-total still counts every match."""
+    import math
+
+    from indexer.schema import SAMPLE_BUCKETS, sample_bucket
+    svc = service
+    with svc.batch():
+        for i in range(600):
+            svc.persist(WS, {"filename": f"s{i}.txt", "display-name": "sampleword",
+                             "tier": "ephemeral" if i % 3 == 0 else "retained",
+                             "tags": [TAGS[i % 3]]}, b"sampleword\n")
+    svc.index.total_threshold = 100
+    svc.index.facet_sample_docs = 150
+    page = svc.search(WS, "sampleword", {"facets": "tier,tag"}, limit=5)
+    assert (page.total, page.total_relation) == (100, "gte")
+    buckets = math.ceil(SAMPLE_BUCKETS * 150 / 600)
+    sample = [r for r in svc.catalog.resources.in_workspace(WS) if sample_bucket(r.id) < buckets]
+    scale = 600 / len(sample)
+    for name, values in (("tier", lambda r: [r.tier]), ("tag", lambda r: r.tags)):
+        counted = Counter(v for r in sample for v in values(r))
+        facet = page.facets[name]
+        assert facet["exact"] is False and facet["sample"] == len(sample)
+        assert as_counter(facet) == Counter({v: round(n * scale) for v, n in counted.items()})
+    exact = svc.search(WS, "sampleword", {"facets": "tier,tag", "exact-total": "1"}, limit=5)
+    assert as_counter(exact.facets["tier"]) == Counter(retained=400, ephemeral=200)
+    assert exact.facets["tag"]["exact"] is True and "sample" not in exact.facets["tag"]
