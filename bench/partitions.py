@@ -186,7 +186,8 @@ LABELS = {"before": "before: service search, single index",
                    "not yet swept)",
           "swept": "**after, swept**: the same once the index writer deleted the expired "
                    "documents (it does every 5 s)",
-          "after-query": "after, the query and count only (no page load, expired not swept)"}
+          "after-query": "after, the query and count only (no page load, expired documents not "
+                         "left out)"}
 
 
 def _swept_copy(directory: Path, schema: tantivy.Schema) -> Partitions:
