@@ -36,9 +36,9 @@ def body(total):
         n = min(MiB, total - sent)
         yield block if n == MiB else block[:n]
         sent += n
-def peak_mb():
+def peak_mb(field="VmHWM:"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 """
 
@@ -47,11 +47,13 @@ from search_api.service import ResourceService
 from storage.config import Settings
 svc = ResourceService(Settings.from_env({home!r}), log=lambda m: None)
 svc.bind_slot("ws-bench", "big", "bench", connection="s3")
+start_mb = peak_mb("VmRSS:")         # what the process holds before the body: the baseline
 t = time.perf_counter()
 res = svc.persist("ws-bench", {{"slot": "big", "filename": "big.bin", "tier": "ephemeral"}},
                   body({size}))
 secs = time.perf_counter() - t
-print(json.dumps({{"seconds": secs, "size": res.resource.size, "peak_mb": peak_mb()}}))
+print(json.dumps({{"seconds": secs, "size": res.resource.size, "peak_mb": peak_mb(),
+                  "start_mb": start_mb}}))
 """
 
 _BARE = _COMMON + """

@@ -320,17 +320,18 @@ def test_http_end_to_end_and_outage(tmp_path: Path, seaweedfs) -> None:
 # -- memory ------------------------------------------------------------------------------
 def test_one_gib_ephemeral_persist_in_bounded_memory(tmp_path: Path, seaweedfs,
                                                      monkeypatch) -> None:
-    """A 1 GiB body streamed to an S3 slot in a fresh process: peak RSS stays flat, far
-    below the body (parts of 8 MiB, 4 in flight; the body comes from a generator). The
-    bound was 150 MB; the process's import baseline grew with the PostgreSQL and
-    semantic-search modules and measured 145-165 MB on a loaded machine, so it is 200 MB:
-    still a fifth of the body, which is what this test guards."""
+    """A 1 GiB body streamed to an S3 slot in a fresh process: the process grows by a
+    bounded amount over what it held before the persist, far below the body (parts of
+    8 MiB, 4 in flight; the body comes from a generator). Measured: 84 MB before, 146 MB
+    at the peak (+62). The bound is on the growth, not on the peak: the import baseline
+    moves with every module the service loads (it grew with PostgreSQL and semantic
+    search), which says nothing about streaming."""
     from bench.s3_stream import measure
     env = {**base_env(tmp_path / "home"), **seaweedfs.env(),
            "RESOURCES_CONNECTION_S3": seaweedfs.connection_url(f"mem/{uuid.uuid4().hex}")}
     got = measure(tmp_path / "home", 1024 * MiB, env)
     assert got["size"] == 1024 * MiB
-    assert got["peak_mb"] <= 200, got
+    assert got["peak_mb"] - got["start_mb"] <= 100, got       # a tenth of the body
     monkeypatch.setenv("RESOURCES_CONNECTION_S3", env["RESOURCES_CONNECTION_S3"])
     svc = ResourceService(Settings.from_env(tmp_path / "home"), log=lambda m: None)
     try:
