@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable
 
+from storage.clock import now as clock_now
 from storage.errors import IndexBusy
 
 from .index import SearchIndex
@@ -24,13 +25,16 @@ from .index import SearchIndex
 class IndexFollower:
     def __init__(self, index: SearchIndex, poll: float = 0.05, elect_every: float = 1.0,
                  prune_every: float = 60.0, expire_every: float = 5.0, lead: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = clock_now) -> None:
         self.index = index
         self.poll = poll
         self.elect_every = elect_every
         self.prune_every = prune_every
         #: How often the writer deletes expired resources' documents (index.sweep_expired).
         self.expire_every = expire_every
+        #: The service's clock (RESOURCES_CLOCK_FILE in tests): what "expired" means.
+        self.clock = clock
         #: False: never write, only follow what another process's writer commits.
         self.lead = lead
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -77,7 +81,7 @@ class IndexFollower:
                         self.index.prune()
                     if now >= next_expiry:
                         next_expiry = now + self.expire_every
-                        self.index.sweep_expired(int(time.time()))
+                        self.index.sweep_expired(int(self.clock()))
                 else:
                     self.index.refresh()
             except IndexBusy as exc:

@@ -149,7 +149,8 @@ def create_app(service: ResourceService | None = None, settings: Settings | None
             # 20 times a second per node is then only the fallback, at 2 a second.
             shared = service.catalog.shared
             follower = IndexFollower(service.index, lead=lead, log=service.log,
-                                     poll=0.5 if shared else 0.05).start()
+                                     poll=0.5 if shared else 0.05,
+                                     clock=lambda: service.now()).start()
             unlisten = service.catalog.database.listen(follower.nudge) if shared else None
             service.follower = follower
             service.wait_default = service.settings.write_ack == "indexed"

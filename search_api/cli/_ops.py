@@ -141,7 +141,8 @@ def indexer() -> None:
 
     from ..service import ResourceService
     service = ResourceService(Settings.from_env(config().home))
-    follower = IndexFollower(service.index, log=service.log).start()
+    follower = IndexFollower(service.index, log=service.log,
+                             clock=lambda: service.now()).start()
     embedder = service.start_semantic_follower()     # the embedding follower too
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -363,24 +363,27 @@ def test_index_sweeps_expired_documents_ahead_of_gc_and_nothing_changes(corpus):
     assert svc.search(WS, "scaleword", params, limit=20).total == 9
 
 
-def test_follower_sweeps_expired_documents(service, settings):
-    """`serve`'s follower runs the sweep as the elected writer, on the real clock."""
-    import dataclasses
+def test_follower_sweeps_expired_documents_by_the_service_clock(service):
+    """`serve`'s follower runs the sweep as the elected writer, by the clock it is given
+    (the service's: RESOURCES_CLOCK_FILE in tests), never by the system clock alone."""
     import time
 
     from indexer.follower import IndexFollower
-    tiers = service.settings.tiers
-    tiers["ephemeral"] = dataclasses.replace(tiers["ephemeral"], retention_seconds=1)
     for i in range(3):
         service.persist(WS, {"filename": f"e{i}.txt", "tier": "ephemeral",
                              "display-name": "sweepword"}, b"sweepword\n")
     service.persist(WS, {"filename": "kept.txt", "display-name": "sweepword"}, b"sweepword\n")
     assert service.index.count() == 4
-    follower = IndexFollower(service.index, expire_every=0.1, log=lambda m: None).start()
+    clock = [service.now()]                  # now: nothing has expired yet
+    follower = IndexFollower(service.index, expire_every=0.05, log=lambda m: None,
+                             clock=lambda: clock[0]).start()
     try:
+        time.sleep(0.5)
+        assert service.index.count() == 4
+        clock[0] += service.settings.tiers["ephemeral"].retention_seconds + 1
         deadline = time.monotonic() + 20
         while service.index.count() > 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
     finally:
         follower.stop()
     assert service.index.count() == 1
