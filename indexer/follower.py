@@ -84,6 +84,9 @@ class IndexFollower:
                         self.index.sweep_expired(int(self.clock()))
                 else:
                     self.index.refresh()
+                    if now >= next_expiry:      # another process's writer may have swept
+                        next_expiry = now + self.expire_every
+                        self.index.reload_if_expired(int(self.clock()))
             except IndexBusy as exc:
                 self._log(f"index follower: {exc.message}")
                 self._stop.wait(0.5)

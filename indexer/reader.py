@@ -304,6 +304,18 @@ class IndexReader:
         text = (doc.to_dict().get("content") or [""])[0]
         return html.escape(text[:200])
 
+    def reload_if_expired(self, now: int) -> bool:
+        """Reload a partition whose searcher still shows expired documents: the writer's
+        sweep (``SearchIndex.sweep_expired``) does not move the change-log position, so a
+        reader in another process would otherwise keep them until the next change."""
+        parts = self._live()
+        expired = expired_query(self.schema, now)
+        stale = [name for name, index in parts.items()
+                 if index.searcher().search(expired, 1, count=True).count]
+        if stale:
+            parts.reload(stale)
+        return bool(stale)
+
     # -- inspection (doctor, health) -----------------------------------------------------
     def doc_ids(self) -> Iterator[tuple[str, int]]:
         """Every (id, seq) in every partition (for doctor)."""

@@ -418,3 +418,24 @@ def test_broad_facets_are_estimated_from_the_sample_buckets(service):
     exact = svc.search(WS, "sampleword", {"facets": "tier,tag", "exact-total": "1"}, limit=5)
     assert as_counter(exact.facets["tier"]) == Counter(retained=400, ephemeral=200)
     assert exact.facets["tag"]["exact"] is True and "sample" not in exact.facets["tag"]
+
+
+def test_another_process_sees_the_sweep_at_its_next_expiry_check(service, settings):
+    """The sweep does not move the change-log position, so readers elsewhere (another
+    `serve` worker) reload when they find expired documents still showing."""
+    from search_api.service import ResourceService
+    for i in range(2):
+        service.persist(WS, {"filename": f"e{i}.txt", "tier": "ephemeral"}, b"x\n")
+    service.persist(WS, {"filename": "kept.txt"}, b"x\n")
+    other = ResourceService(settings, log=lambda m: None)
+    try:
+        assert other.index.count() == 3
+        later = int(service.now() + settings.tiers["ephemeral"].retention_seconds + 1)
+        assert other.index.reload_if_expired(int(service.now())) is False
+        assert service.index.sweep_expired(later) == 2
+        assert other.index.count() == 3             # its searcher still shows them
+        assert other.index.reload_if_expired(later) is True
+        assert other.index.count() == 1
+        assert other.index.reload_if_expired(later) is False       # nothing left to see
+    finally:
+        other.close()
