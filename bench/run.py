@@ -121,6 +121,18 @@ def run_search(cfg: dict[str, Any], data_dir: Path, home: Path, home_kind: str,
             p.unlink()
 
 
+def _sizes(text: str) -> list[int]:
+    """``--sizes 100000,1000000`` -> sorted positive ints (argparse turns the error into
+    a usage message, exit 2)."""
+    try:
+        sizes = sorted(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,13 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--keep-data", action="store_true", help="do not delete the data homes")
     ap.add_argument("--reuse-home", action="store_true",
                     help="measure the corpus an earlier run left in --search-home (--keep-data)")
-    ap.add_argument("--sizes", default=None,
+    ap.add_argument("--sizes", default=None, type=_sizes,
                     help="comma list of search corpus sizes instead of the mode's (e.g. 1000000)")
     args = ap.parse_args(argv)
     mode = args.mode or "quick"
     cfg = dict(MODES[mode])
     if args.sizes:
-        cfg["sizes"] = sorted(int(x) for x in args.sizes.split(","))
+        cfg["sizes"] = args.sizes
     data_dir = Path(args.data) if args.data else DEFAULT_DATA / mode
     data_dir.mkdir(parents=True, exist_ok=True)
     results = Path(args.results) if args.results else REPO / "bench" / "RESULTS.md"

@@ -86,11 +86,11 @@ class IndexReader:
               now: int, searcher: tantivy.Searcher) -> tantivy.Query:
         """The one boolean query of a search: the words (scored) AND every filter, AND
         NOT expired (facets and semantic filters use this whole query)."""
-        plan = self._plan(workspace, text_query, filters, now, searcher)
+        plan = self._plan(workspace, text_query, filters, now, searcher, addresses=False)
         return plan.excluding_expired()
 
     def _plan(self, workspace: str, text_query: tantivy.Query | None, filters: Filters,
-              now: int, searcher: tantivy.Searcher) -> _Plan:
+              now: int, searcher: tantivy.Searcher, addresses: bool = True) -> _Plan:
         """The query without expiry, and the expired documents to leave out.
 
         Filters are flat Must clauses, each wrapped in a zero const-score so BM25 sees
@@ -108,7 +108,7 @@ class IndexReader:
         dropped: set[tuple[int, int]] | None = set()
         if not unswept:
             expired = None
-        elif unswept <= POSTFILTER_MAX:
+        elif unswept <= POSTFILTER_MAX and addresses:   # (only a page drops them)
             dropped = {(a.segment_ord, a.doc)
                        for _, a in searcher.search(expired, unswept, count=False).hits}
         else:
